@@ -1,0 +1,101 @@
+"""Request dependencies: the caller, the tenant and the tenant-bound unit of work."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+import structlog
+from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from app.core.database import unit_of_work
+from app.core.security import InvalidToken, Principal, decode_token
+from app.core.settings import Settings
+from app.services.tenant_service import TenantDirectory
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+class NotAuthenticated(Exception):
+    """401: no valid bearer token."""
+
+
+class Forbidden(Exception):
+    """403: a valid token without the right to do this."""
+
+
+def get_settings_dep(request: Request) -> Settings:
+    """The app's settings."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_engine(request: Request) -> Engine:
+    """The app's engine (one pool per process)."""
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+async def current_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """The caller from the bearer token; 401 when missing, expired or forged."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise NotAuthenticated("missing bearer token")
+    try:
+        principal = decode_token(request.app.state.settings.jwt_secret, credentials.credentials)
+    except InvalidToken as exc:
+        raise NotAuthenticated(f"invalid token: {exc}") from None
+    structlog.contextvars.bind_contextvars(user=principal.user_id, admin=principal.is_admin)
+    return principal
+
+
+async def current_tenant(
+    request: Request, principal: Annotated[Principal, Depends(current_principal)]
+) -> int:
+    """The caller's tenant id, checked to exist (404 otherwise); bound to every log event."""
+    if principal.user_id is None:
+        raise Forbidden("this token has no tenant: use a user's token")
+    directory: TenantDirectory = request.app.state.tenants
+    await run_in_threadpool(directory.require, principal.user_id)
+    # Bound here, in the request's own context, so every later event carries it.
+    structlog.contextvars.bind_contextvars(tenant=principal.user_id)
+    return principal.user_id
+
+
+async def require_admin(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    """An operator token (`role: admin`), else 403."""
+    if not principal.is_admin:
+        raise Forbidden("this action needs an admin token")
+    return principal
+
+
+def tenant_session(
+    engine: Annotated[Engine, Depends(get_engine)],
+    tenant_id: Annotated[int, Depends(current_tenant)],
+) -> Iterator[Session]:
+    """One unit of work per request, bound to the tenant's schema; committed at the edge."""
+    with unit_of_work(engine, tenant_id) as session:
+        yield session
+
+
+def admin_session(
+    engine: Annotated[Engine, Depends(get_engine)],
+    _admin: Annotated[Principal, Depends(require_admin)],
+) -> Iterator[Session]:
+    """One unit of work on the shared schema, for operators."""
+    with unit_of_work(engine) as session:
+        yield session
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+TenantId = Annotated[int, Depends(current_tenant)]
+TenantSession = Annotated[Session, Depends(tenant_session)]
+AdminSession = Annotated[Session, Depends(admin_session)]
+AdminPrincipal = Annotated[Principal, Depends(require_admin)]

@@ -1,0 +1,171 @@
+"""`python -m app`: serve, demo, seed, token, create-tenant, migrate."""
+
+from __future__ import annotations
+
+import sys
+from datetime import timedelta
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from app.core.settings import SettingsError, get_settings
+
+cli = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+console = Console(stderr=True)
+
+
+@cli.callback()
+def _check_settings() -> None:
+    """Fail at start-up, naming the variable, when a setting is missing or malformed."""
+    try:
+        get_settings()
+    except SettingsError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+@cli.command()
+def token(
+    user_id: Annotated[
+        int | None, typer.Argument(help="Tenant's user id (omit with --admin)")
+    ] = None,
+    admin: Annotated[bool, typer.Option("--admin", help="Add the operator role")] = False,
+    hours: Annotated[int, typer.Option(min=1, max=24 * 30)] = 12,
+) -> None:
+    """Print a signed bearer token for local use."""
+    from app.core.database import InvalidTenantId
+    from app.core.security import issue_token, now_utc
+
+    settings = get_settings()
+    try:
+        value = issue_token(
+            settings.jwt_secret,
+            user_id=user_id,
+            is_admin=admin,
+            ttl=timedelta(hours=hours),
+            now=now_utc(),
+        )
+    except (ValueError, InvalidTenantId) as exc:
+        console.print(f"[red]user_id: {exc}[/red]")
+        raise typer.Exit(2) from None
+    typer.echo(value)
+
+
+@cli.command()
+def migrate(
+    tenant: Annotated[list[int] | None, typer.Option(help="Only these tenants")] = None,
+) -> None:
+    """Migrate public and every tenant schema to head (same as `alembic upgrade head`)."""
+    from app.core import migrate as migrations
+    from migrations.tenancy import TenantMigrationFailed
+
+    try:
+        migrations.upgrade(None, tenant_ids=tenant or None)
+    except TenantMigrationFailed as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+
+
+@cli.command("create-tenant")
+def create_tenant_command(
+    email: Annotated[str, typer.Argument()],
+    display_name: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Create a user and migrate its schema; print its id."""
+    from app.core.database import make_engine, resolve_database_url
+    from app.services.tenant_service import EmailTaken, create_tenant
+
+    engine = make_engine(resolve_database_url(get_settings()), pool_size=2)
+    try:
+        user = create_tenant(engine, email=email, display_name=display_name)
+    except EmailTaken as exc:
+        console.print(f"[red]email: {exc}[/red]")
+        raise typer.Exit(2) from None
+    finally:
+        engine.dispose()
+    typer.echo(user.id)
+
+
+@cli.command()
+def seed(
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same data")] = 42,
+    tenants: Annotated[int, typer.Option(min=1, max=100_000)] = 12,
+    products: Annotated[int, typer.Option(min=0, max=10_000_000)] = 3282,
+    labels: Annotated[int, typer.Option(min=0, help="Legacy products with a label")] = 611,
+    if_empty: Annotated[
+        bool, typer.Option("--if-empty", help="Do nothing if tenants exist")
+    ] = False,
+) -> None:
+    """Create tenants and products shaped like the brief, with real image files."""
+    from app.seed.run import SeedRefused, seed_database
+
+    if labels > products:
+        console.print("[red]--labels: cannot exceed --products[/red]")
+        raise typer.Exit(2)
+    try:
+        seed_database(
+            get_settings(),
+            seed=seed,
+            tenants=tenants,
+            products=products,
+            labels=labels,
+            if_empty=if_empty,
+            console=console,
+        )
+    except SeedRefused as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64)] = 1,
+) -> None:
+    """Serve the API."""
+    import uvicorn
+
+    uvicorn.run("app.asgi:app", host=host, port=port, workers=workers, log_config=None)
+
+
+@cli.command()
+def demo(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+) -> None:
+    """Database, migrations, seed data if empty, then the API, with a token to try it."""
+    from app.core import migrate as migrations
+    from app.core.database import resolve_database_url
+    from app.core.security import issue_token, now_utc
+    from app.seed.run import seed_database
+
+    settings = get_settings()
+    resolve_database_url(settings)  # starts the embedded PostgreSQL when needed
+    migrations.upgrade(None)
+    summary = seed_database(
+        settings, seed=42, tenants=12, products=3282, labels=611, if_empty=True, console=console
+    )
+    first_tenant = summary.first_tenant_id
+    tenant_token = issue_token(
+        settings.jwt_secret, user_id=first_tenant, ttl=timedelta(hours=12), now=now_utc()
+    )
+    admin_token = issue_token(
+        settings.jwt_secret, user_id=None, is_admin=True, ttl=timedelta(hours=12), now=now_utc()
+    )
+    base = f"http://{host}:{port}"
+    sample = f"{base}/api/products/{summary.sample_product_id}"
+    console.print(
+        f"\n[bold]API on {base}[/bold]  (docs: {base}/docs)\n"
+        f"tenant {first_tenant} token:\n  export TOKEN={tenant_token}\n"
+        f"admin token:\n  export ADMIN_TOKEN={admin_token}\n\ntry:\n"
+        f'  curl -s -H "Authorization: Bearer $TOKEN" "{base}/api/products?limit=3"\n'
+        f'  curl -s -H "Authorization: Bearer $TOKEN" {sample}\n'
+        f'  curl -s -H "Authorization: Bearer $TOKEN" {sample}/images\n'
+        f'  curl -s -H "Authorization: Bearer $ADMIN_TOKEN" {base}/api/admin/tenants\n'
+    )
+    sys.stdout.flush()
+    import uvicorn
+
+    uvicorn.run("app.asgi:app", host=host, port=port, log_config=None)

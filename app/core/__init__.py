@@ -1,0 +1,1 @@
+"""Settings, database, logging and security: the app's plumbing."""

@@ -1,0 +1,115 @@
+"""The database: URL resolution (embedded PostgreSQL by default), engine and tenant sessions."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import structlog
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.orm import Session
+
+from app.core.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+_TENANT_SCHEMA = re.compile(r"^user_[1-9][0-9]{0,17}$")
+_embedded_lock = threading.Lock()
+_embedded_servers: dict[Path, Any] = {}
+
+
+class InvalidTenantId(ValueError):
+    """A tenant id that cannot name a schema (not a positive integer)."""
+
+
+def tenant_schema(tenant_id: int) -> str:
+    """The schema of a tenant, built only from a validated positive integer id."""
+    if isinstance(tenant_id, bool) or not isinstance(tenant_id, int):
+        raise InvalidTenantId(f"tenant id must be an integer, got {type(tenant_id).__name__}")
+    if not 0 < tenant_id < 10**18:
+        raise InvalidTenantId(f"tenant id must be a positive integer below 10^18, got {tenant_id}")
+    return f"user_{tenant_id}"
+
+
+def quoted_schema(schema: str) -> str:
+    """Quote a tenant schema name for raw SQL, refusing anything that is not `user_<id>`."""
+    if schema != "public" and not _TENANT_SCHEMA.fullmatch(schema):
+        raise InvalidTenantId(f"not a tenant schema name: {schema!r}")
+    return f'"{schema}"'
+
+
+def tenant_id_of(schema: str) -> int:
+    """The tenant id of a `user_<id>` schema name."""
+    if not _TENANT_SCHEMA.fullmatch(schema):
+        raise InvalidTenantId(f"not a tenant schema name: {schema!r}")
+    return int(schema.removeprefix("user_"))
+
+
+def embedded_database_url(data_dir: Path) -> str:
+    """Start (or reuse) the project's own PostgreSQL under `data_dir/pg` and return its URL."""
+    import pgserver  # imported lazily: only needed when DATABASE_URL is not set
+
+    pgdata = (data_dir / "pg").resolve()
+    with _embedded_lock:
+        server = _embedded_servers.get(pgdata)
+        if server is None:
+            pgdata.parent.mkdir(parents=True, exist_ok=True)
+            log.info("embedded_postgres.starting", pgdata=str(pgdata))
+            server = pgserver.get_server(pgdata)  # type: ignore[attr-defined]
+            _embedded_servers[pgdata] = server
+    return str(server.get_uri())
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Pin the psycopg 3 driver on a plain `postgresql://` URL."""
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return url
+
+
+def resolve_database_url(settings: Settings) -> str:
+    """`DATABASE_URL` when set, else the embedded server's URL."""
+    return sqlalchemy_url(settings.database_url or embedded_database_url(settings.data_dir))
+
+
+def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+    """An engine with a pool that survives a PostgreSQL restart (pre-ping) and fails fast."""
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_timeout=10,
+        connect_args={"connect_timeout": 5, "application_name": "product-images"},
+    )
+
+
+def tenant_engine(engine: Engine, tenant_id: int) -> Engine:
+    """The engine seen through a tenant's schema: unqualified tables resolve to `user_<id>`."""
+    return engine.execution_options(schema_translate_map={None: tenant_schema(tenant_id)})
+
+
+@contextmanager
+def unit_of_work(engine: Engine, tenant_id: int | None = None) -> Iterator[Session]:
+    """One transaction: commit on success, roll back on error (the edge owns it)."""
+    bind = engine if tenant_id is None else tenant_engine(engine, tenant_id)
+    with Session(bind=bind, expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def session_schema(session: Session) -> str:
+    """The tenant schema a session is bound to (for the rare raw SQL that must name it)."""
+    translate = session.get_bind().get_execution_options().get("schema_translate_map") or {}
+    schema = translate.get(None)
+    if not schema:
+        raise InvalidTenantId("this session is not bound to a tenant schema")
+    return str(schema)

@@ -1,0 +1,69 @@
+"""The FastAPI application: wiring of settings, engine, storage, routers and error handlers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import Engine
+
+from app.api import health
+from app.api.admin import tenants as admin_tenants
+from app.api.errors import install_error_handlers
+from app.api.middleware import RequestContextMiddleware
+from app.api.products import images as product_images
+from app.api.products import routes as products
+from app.core.database import make_engine, resolve_database_url
+from app.core.logging import configure_logging
+from app.core.settings import Settings, get_settings
+from app.services.file_service import FileService
+from app.services.product_image_service import ProductImageService
+from app.services.tenant_service import TenantDirectory
+from app.storage.factory import build_storage
+from app.storage.local import LocalStorage
+
+
+def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
+    """Build the app; tests pass their own settings and engine."""
+    settings = settings or get_settings()
+    configure_logging(settings.log_format, settings.log_level)
+    owns_engine = engine is None
+    engine = engine or make_engine(resolve_database_url(settings))
+    storage = build_storage(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owns_engine:
+            engine.dispose()
+
+    app = FastAPI(
+        title="Product images",
+        summary="Products and their images, mid-migration from JSONB to product_images.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.storage = storage
+    app.state.tenants = TenantDirectory(engine)
+    app.state.images = ProductImageService(
+        legacy_sources=settings.legacy_sources,
+        max_images=settings.max_images_per_product,
+        url_bases=(storage.base_url, *settings.extra_image_url_bases),
+    )
+    app.state.files = FileService(
+        storage, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_upload_pixels
+    )
+    app.add_middleware(RequestContextMiddleware)
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(products.router)
+    app.include_router(product_images.router)
+    app.include_router(admin_tenants.router)
+    if isinstance(storage, LocalStorage):
+        storage.root.mkdir(parents=True, exist_ok=True)
+        app.mount("/media", StaticFiles(directory=storage.root), name="media")
+    return app

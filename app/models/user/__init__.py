@@ -1,0 +1,1 @@
+"""Models of a tenant schema (`user_<id>`); they declare no schema on purpose."""

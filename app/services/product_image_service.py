@@ -1,0 +1,246 @@
+"""ProductImageService: every image mutation, dual-written in one transaction under the
+product's row lock; reads from the representation the tenant's stage says."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID, uuid4
+
+import structlog
+from sqlalchemy.orm import Session
+
+from app.images import (
+    Image,
+    ImageNotFound,
+    image_to_element,
+    is_legacy_source,
+    normalise_legacy,
+    operations,
+)
+from app.images.operations import UNSET, Unset
+from app.images.urls import check_image_url
+from app.models import Product
+from app.repositories import product_images
+from app.services.image_paths import ImagePaths, ReadPath, SchemaImagePaths
+from app.services.product_service import get_product, lock_product
+
+log = structlog.get_logger(__name__)
+
+Change = Callable[[tuple[Image, ...]], tuple[Image, ...]]
+
+
+class LabelNotFound(LookupError):
+    """The product has no label image."""
+
+    field = "label"
+
+    def __init__(self, product_id: int) -> None:
+        super().__init__(f"product {product_id} has no label image")
+
+
+@dataclass(frozen=True)
+class NewImage:
+    """What a caller gives to add an image (metadata known from an upload, or not)."""
+
+    url: str
+    alt_text: str | None = None
+    tags: tuple[str, ...] = ()
+    is_label: bool = False
+    mime_type: str | None = None
+    file_size: int | None = None
+    width: int | None = None
+    height: int | None = None
+
+
+@dataclass(frozen=True)
+class ImageList:
+    """A product's images and the representation that answered."""
+
+    images: tuple[Image, ...]
+    read_path: ReadPath
+
+
+class ProductImageService:
+    """The product-image use cases. Methods take the session and never commit."""
+
+    def __init__(
+        self,
+        *,
+        legacy_sources: Collection[str],
+        max_images: int,
+        url_bases: Sequence[str],
+        paths: ImagePaths | None = None,
+    ) -> None:
+        self.legacy_sources = frozenset(legacy_sources)
+        self.max_images = max_images
+        self.url_bases = tuple(url_bases)
+        self.paths = paths or SchemaImagePaths()
+
+    def check_url(self, url: str) -> str:
+        """The URL if it is http(s) and under a storage base, else InvalidImageField."""
+        return check_image_url(url, self.url_bases)
+
+    # --- reads -------------------------------------------------------------------------
+
+    def list_images(self, session: Session, *, product_id: int) -> ImageList:
+        """Every image of the product, in order, from the tenant's read path."""
+        product = get_product(session, product_id)
+        path = self.paths.read_path(session)
+        if path is ReadPath.TABLE:
+            return ImageList(product_images.load(session, product.id), path)
+        # The JSONB as the backend serves it today: no label is known until a product is
+        # migrated (by its first write or by the backfill), which is the bug being fixed.
+        served = normalise_legacy(
+            product.images,
+            product_id=product.id,
+            product_created_at=product.created_at,
+            is_legacy_source=False,
+        )
+        return ImageList(served.images, path)
+
+    def get_product_photos(self, session: Session, *, product_id: int) -> ImageList:
+        """The images that may be published: no label, in order."""
+        listed = self.list_images(session, product_id=product_id)
+        return ImageList(operations.photos(listed.images), listed.read_path)
+
+    def get_label_image(self, session: Session, *, product_id: int) -> Image | None:
+        """The product's internal price-tag photo, if it has one."""
+        return operations.label(self.list_images(session, product_id=product_id).images)
+
+    # --- mutations ---------------------------------------------------------------------
+
+    def add_image(
+        self,
+        session: Session,
+        *,
+        product_id: int,
+        image_data: NewImage,
+        position: int | None,
+        now: datetime,
+    ) -> Image:
+        """Add an image at the end or at `position`; setting it as label clears any other."""
+        new = Image(
+            id=uuid4(),
+            url=image_data.url,
+            order=0,
+            is_label=image_data.is_label,
+            alt_text=image_data.alt_text,
+            tags=image_data.tags,
+            mime_type=image_data.mime_type,
+            file_size=image_data.file_size,
+            width=image_data.width,
+            height=image_data.height,
+            created_at=now,
+            updated_at=now,
+        )
+        images = self._mutate(
+            session,
+            product_id,
+            lambda current: operations.add(
+                current, new, position=position, max_images=self.max_images
+            ),
+            now=now,
+        )
+        return _find(images, new.id)
+
+    def delete_image(
+        self, session: Session, *, product_id: int, image_id: UUID, now: datetime
+    ) -> None:
+        """Remove one image; the others are renumbered 0..n-1 in their order."""
+        self._mutate(
+            session, product_id, lambda current: operations.delete(current, image_id), now=now
+        )
+
+    def reorder_images(
+        self, session: Session, *, product_id: int, new_order: list[UUID], now: datetime
+    ) -> tuple[Image, ...]:
+        """Put the images in the given order (a permutation of the product's image ids)."""
+        return self._mutate(
+            session, product_id, lambda current: operations.reorder(current, new_order), now=now
+        )
+
+    def set_label_flag(
+        self, session: Session, *, product_id: int, image_id: UUID, is_label: bool, now: datetime
+    ) -> Image:
+        """Mark (or unmark) the price-tag photo; at most one per product."""
+        images = self._mutate(
+            session,
+            product_id,
+            lambda current: operations.set_label(current, image_id, is_label, now=now),
+            now=now,
+        )
+        return _find(images, image_id)
+
+    def update_image(
+        self,
+        session: Session,
+        *,
+        product_id: int,
+        image_id: UUID,
+        now: datetime,
+        alt_text: str | Unset | None = UNSET,
+        tags: tuple[str, ...] | Unset = UNSET,
+        is_label: bool | Unset = UNSET,
+    ) -> Image:
+        """Change alt text, tags and/or the label flag of one image, in one transaction."""
+
+        def change(current: tuple[Image, ...]) -> tuple[Image, ...]:
+            updated = operations.update(current, image_id, now=now, alt_text=alt_text, tags=tags)
+            if isinstance(is_label, bool):
+                updated = operations.set_label(updated, image_id, is_label, now=now)
+            return updated
+
+        return _find(self._mutate(session, product_id, change, now=now), image_id)
+
+    # --- the dual-write ----------------------------------------------------------------
+
+    def _mutate(
+        self, session: Session, product_id: int, change: Change, *, now: datetime
+    ) -> tuple[Image, ...]:
+        """Lock the product, load its images, apply the pure change, write both representations."""
+        product = lock_product(session, product_id)
+        writes_table = self.paths.writes_table(session)
+        current = self._current(session, product, writes_table=writes_table)
+        changed = change(current)
+        product.images = [image_to_element(image) for image in changed]
+        product.updated_at = now
+        if writes_table:
+            product_images.replace(session, product.id, changed)
+        session.flush()
+        log.info("images.written", product=product.id, images=len(changed), table=writes_table)
+        return changed
+
+    def _current(
+        self, session: Session, product: Product, *, writes_table: bool
+    ) -> tuple[Image, ...]:
+        """The table rows when the product has some, else its JSONB migrated on first touch."""
+        if writes_table:
+            rows = product_images.load(session, product.id)
+            if rows:
+                return rows
+        migrated = normalise_legacy(
+            product.images,
+            product_id=product.id,
+            product_created_at=product.created_at,
+            is_legacy_source=is_legacy_source(product.source, self.legacy_sources),
+        )
+        if writes_table:
+            product_images.record_rejections(
+                session, product.id, migrated.rejected, found_by="dual-write"
+            )
+        if migrated.rejected:
+            log.warning(
+                "images.rejected_elements",
+                product=product.id,
+                reasons=sorted({element.reason for element in migrated.rejected}),
+            )
+        return migrated.images
+
+
+def _find(images: tuple[Image, ...], image_id: UUID) -> Image:
+    for image in images:
+        if image.id == image_id:
+            return image
+    raise ImageNotFound(image_id)

@@ -1,0 +1,74 @@
+"""Products of one tenant: keyset listing and CRUD. The session is bound to the tenant."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.models import Product
+
+
+class ProductNotFound(LookupError):
+    """No product with this id in the caller's tenant."""
+
+    field = "product_id"
+
+    def __init__(self, product_id: int) -> None:
+        super().__init__(f"product {product_id} not found")
+        self.product_id = product_id
+
+
+def list_products(session: Session, *, after: int | None, limit: int) -> Sequence[Product]:
+    """One page of products by ascending id, starting after the given id (keyset)."""
+    query = select(Product).order_by(Product.id).limit(limit)
+    if after is not None:
+        query = query.where(Product.id > after)
+    return session.scalars(query).all()
+
+
+def get_product(session: Session, product_id: int) -> Product:
+    """The product, or ProductNotFound."""
+    product = session.get(Product, product_id)
+    if product is None:
+        raise ProductNotFound(product_id)
+    return product
+
+
+def lock_product(session: Session, product_id: int) -> Product:
+    """The product under its row lock (`SELECT ... FOR UPDATE`), or ProductNotFound."""
+    product = session.scalars(
+        select(Product).where(Product.id == product_id).with_for_update()
+    ).one_or_none()
+    if product is None:
+        raise ProductNotFound(product_id)
+    return product
+
+
+def create_product(session: Session, fields: Mapping[str, Any], *, now: datetime) -> Product:
+    """Insert a product (no images yet) and return it with its id."""
+    product = Product(**fields, images=[], created_at=now, updated_at=now)
+    session.add(product)
+    session.flush()
+    return product
+
+
+def update_product(
+    session: Session, product_id: int, changes: Mapping[str, Any], *, now: datetime
+) -> Product:
+    """Apply the given field changes under the product's row lock."""
+    product = lock_product(session, product_id)
+    for name, value in changes.items():
+        setattr(product, name, value)
+    product.updated_at = now
+    session.flush()
+    return product
+
+
+def delete_product(session: Session, product_id: int) -> None:
+    """Delete the product (its image rows go with it: ON DELETE CASCADE)."""
+    session.delete(lock_product(session, product_id))
+    session.flush()

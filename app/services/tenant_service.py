@@ -1,0 +1,65 @@
+"""Tenants: a user in `public.users` owning the schema `user_<id>`, created by migrating it."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import structlog
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from app.core import migrate
+from app.core.database import unit_of_work
+from app.models import User
+
+log = structlog.get_logger(__name__)
+
+
+class TenantNotFound(LookupError):
+    """No tenant has this id."""
+
+    def __init__(self, tenant_id: int) -> None:
+        super().__init__(f"tenant {tenant_id} does not exist")
+        self.tenant_id = tenant_id
+
+
+class EmailTaken(ValueError):
+    """Another user already has this email."""
+
+
+def create_tenant(engine: Engine, *, email: str, display_name: str | None = None) -> User:
+    """Insert the user, then migrate its new schema to head (never create_all + stamp)."""
+    with unit_of_work(engine) as session:
+        if session.scalar(select(User.id).where(User.email == email)) is not None:
+            raise EmailTaken(f"a user with email {email!r} already exists")
+        user = User(email=email, display_name=display_name)
+        session.add(user)
+        session.flush()
+    migrate.upgrade(engine, tenant_ids=[user.id])
+    log.info("tenant.created", tenant=user.id)
+    return user
+
+
+class TenantDirectory:
+    """Answers "does tenant N exist?" with a short positive cache (no catalogue query per call)."""
+
+    def __init__(self, engine: Engine, *, ttl_seconds: float = 60.0) -> None:
+        self._engine = engine
+        self._ttl = ttl_seconds
+        self._seen: dict[int, float] = {}
+        self._lock = threading.Lock()
+
+    def require(self, tenant_id: int) -> None:
+        """Raise TenantNotFound unless the tenant exists."""
+        now = time.monotonic()
+        with self._lock:
+            seen_at = self._seen.get(tenant_id)
+        if seen_at is not None and now - seen_at < self._ttl:
+            return
+        with Session(self._engine) as session:
+            exists = session.get(User, tenant_id) is not None
+        if not exists:
+            raise TenantNotFound(tenant_id)
+        with self._lock:
+            self._seen[tenant_id] = now

@@ -1,0 +1,1 @@
+"""The history backfill: set-based, resumable, verified (issue 6)."""

@@ -1,0 +1,1 @@
+"""Alembic migrations: one history applied to `public` and to every tenant schema."""

@@ -10,6 +10,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 from app.api import health
+from app.api.admin import migration as admin_migration
 from app.api.admin import tenants as admin_tenants
 from app.api.errors import install_error_handlers
 from app.api.middleware import RequestContextMiddleware
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.include_router(products.router)
     app.include_router(product_images.router)
     app.include_router(admin_tenants.router)
+    app.include_router(admin_migration.router)
     if isinstance(storage, LocalStorage):
         storage.root.mkdir(parents=True, exist_ok=True)
         app.mount("/media", StaticFiles(directory=storage.root), name="media")

@@ -18,6 +18,7 @@ from app.services.product_image_service import LabelNotFound
 from app.services.product_service import ProductNotFound
 from app.services.tenant_service import EmailTaken, TenantNotFound
 from app.storage.base import StorageUnavailable
+from backfill.tenants import UnknownTenants
 
 log = structlog.get_logger(__name__)
 
@@ -82,6 +83,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _storage_down(_: Request, exc: StorageUnavailable) -> JSONResponse:
         log.error("storage.unavailable", error=str(exc))
         return _error(503, f"image storage unavailable: {exc}", **{"Retry-After": "5"})
+
+    @app.exception_handler(UnknownTenants)
+    async def _unknown_tenants(_: Request, exc: UnknownTenants) -> JSONResponse:
+        return _validation_error(422, exc.field, str(exc), "unknown_tenant")
 
     @app.exception_handler(EmailTaken)
     async def _email_taken(_: Request, exc: EmailTaken) -> JSONResponse:

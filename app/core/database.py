@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Iterator
@@ -52,6 +53,9 @@ def tenant_id_of(schema: str) -> int:
 def embedded_database_url(data_dir: Path) -> str:
     """Start (or reuse) the project's own PostgreSQL under `data_dir/pg` and return its URL."""
     import pgserver  # imported lazily: only needed when DATABASE_URL is not set
+
+    # Its at-exit cleanup logs after stderr may be closed; keep it to warnings.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
 
     pgdata = (data_dir / "pg").resolve()
     with _embedded_lock:

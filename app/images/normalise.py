@@ -28,6 +28,9 @@ UUID_TEXT_PATTERN = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}", re.ASCII
 )
 
+MAX_BIGINT = 2**63 - 1
+MAX_INT = 2**31 - 1
+
 COLUMN_NULL = "column_null"
 COLUMN_NOT_AN_ARRAY = "column_not_an_array"
 NOT_AN_OBJECT = "not_an_object"
@@ -226,9 +229,9 @@ def _to_image(item: _Accepted, order: int, image_id: UUID, fallback: datetime) -
         alt_text=_str_or_none(element.get("alt_text")),
         tags=_tags(element.get("tags")),
         mime_type=_str_or_none(element.get("mime_type")),
-        file_size=_int_at_least(element.get("file_size"), 0),
-        width=_int_at_least(element.get("width"), 1),
-        height=_int_at_least(element.get("height"), 1),
+        file_size=_int_within(element.get("file_size"), 0, MAX_BIGINT),
+        width=_int_within(element.get("width"), 1, MAX_INT),
+        height=_int_within(element.get("height"), 1, MAX_INT),
         created_at=created_at,
         updated_at=updated_at,
     )
@@ -244,8 +247,10 @@ def _tags(value: object) -> tuple[str, ...]:
     return tuple(tag for tag in value if isinstance(tag, str))
 
 
-def _int_at_least(value: object, minimum: int) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+def _int_within(value: object, minimum: int, maximum: int) -> int | None:
+    # The bounds are the table's column types (bigint, integer): a value that cannot be
+    # stored is as unusable as a value of the wrong type.
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
         return None
     return value
 

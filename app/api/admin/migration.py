@@ -1,0 +1,101 @@
+"""`/api/admin/backfill` and `/api/admin/migration`: queue backfills, watch the migration."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, status
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.api.deps import AdminPrincipal, EngineDep
+from app.api.errors import ERROR_RESPONSES
+from backfill.status import tenant_status
+from backfill.tenants import select_tenants
+
+router = APIRouter(prefix="/api/admin", tags=["admin"], responses=ERROR_RESPONSES)
+
+
+class BackfillRequest(BaseModel):
+    """Which tenants to backfill (default: all) and how."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tenant_ids: Annotated[list[Annotated[int, Field(gt=0)]] | None, Field(max_length=10_000)] = None
+    batch_size: Annotated[int | None, Field(ge=1, le=100_000)] = None
+    max_rate: Annotated[float | None, Field(ge=1)] = None
+    dry_run: bool = False
+
+
+class QueuedJob(BaseModel):
+    """A tenant's job id, or null when a job for it was already queued."""
+
+    tenant_id: int
+    job_id: int | None
+
+
+class BackfillQueued(BaseModel):
+    """The jobs created."""
+
+    jobs: list[QueuedJob]
+
+
+class TenantMigration(BaseModel):
+    """One tenant's migration state."""
+
+    tenant_id: int
+    products: int
+    jsonb_images: int
+    table_rows: int
+    rejected: int
+    labels: int
+    migrated_percent: float
+    verified_at: datetime | None
+    last_run_status: str | None
+    last_run_at: datetime | None
+    last_run_rate: float | None
+
+
+@router.post(
+    "/backfill",
+    response_model=BackfillQueued,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={422: {"description": "Unknown tenant id"}},
+)
+async def queue_backfill(
+    body: BackfillRequest, engine: EngineDep, _admin: AdminPrincipal
+) -> BackfillQueued:
+    """Queue one backfill job per tenant and return at once; workers do the work."""
+    from backfill.jobs import enqueue_backfills
+
+    tenants = await run_in_threadpool(select_tenants, engine, body.tenant_ids)
+    jobs = await run_in_threadpool(
+        lambda: enqueue_backfills(
+            tenants, batch_size=body.batch_size, max_rate=body.max_rate, dry_run=body.dry_run
+        )
+    )
+    return BackfillQueued(
+        jobs=[QueuedJob(tenant_id=tenant, job_id=job) for tenant, job in jobs.items()]
+    )
+
+
+@router.get("/migration", response_model=list[TenantMigration])
+def migration_state(engine: EngineDep, _admin: AdminPrincipal) -> list[TenantMigration]:
+    """Per tenant: counts, migrated share, verification, last run and its rate."""
+    return [
+        TenantMigration(
+            tenant_id=row.tenant_id,
+            products=row.products,
+            jsonb_images=row.jsonb_images,
+            table_rows=row.table_rows,
+            rejected=row.rejected,
+            labels=row.labels,
+            migrated_percent=round(row.migrated_percent, 2),
+            verified_at=row.verified_at,
+            last_run_status=row.last_run_status,
+            last_run_at=row.last_run_at,
+            last_run_rate=row.last_run_rate,
+        )
+        for row in tenant_status(engine, select_tenants(engine, None))
+    ]

@@ -1,0 +1,5 @@
+"""`python -m backfill ...` (see backfill/cli.py)."""
+
+from backfill.cli import cli
+
+cli()

@@ -1,0 +1,277 @@
+"""`python -m backfill`: run, verify, status. Progress bars on a terminal, JSON events otherwise."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import structlog
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+from sqlalchemy import Engine
+
+from app.core.database import make_engine, resolve_database_url
+from app.core.logging import configure_logging
+from app.core.settings import SettingsError, get_settings
+from backfill import status as status_queries
+from backfill import verify as verification
+from backfill.controls import RunControls
+from backfill.runner import RunOptions, TenantBusy, run_tenant
+from backfill.tenants import UnknownTenants, is_ready, product_count, select_tenants
+
+cli = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+console = Console(stderr=True)
+log = structlog.get_logger("backfill")
+
+TenantOption = Annotated[
+    list[int] | None, typer.Option("--tenant", help="Tenant id (repeatable); default: all")
+]
+
+
+def _engine() -> Engine:
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    configure_logging("console" if sys.stderr.isatty() else "json", settings.log_level)
+    return make_engine(resolve_database_url(settings), pool_size=2)
+
+
+def _tenants(engine: Engine, requested: list[int] | None) -> list[int]:
+    try:
+        return select_tenants(engine, requested)
+    except UnknownTenants as exc:
+        console.print(f"[red]--tenant: {exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+@cli.command()
+def run(
+    tenant: TenantOption = None,
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, max=100_000, help="Fixed batch size (default: adaptive)")
+    ] = None,
+    max_rate: Annotated[
+        float | None, typer.Option(min=1, help="Images per second, at most")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Do everything, keep nothing")] = False,
+) -> None:
+    """Migrate every product that has no table rows yet, tenant by tenant, resumably."""
+    engine = _engine()
+    tenants = _tenants(engine, tenant)
+    settings = get_settings()
+    options = RunOptions(
+        legacy_sources=settings.legacy_sources,
+        batch_size=batch_size,
+        max_rate=max_rate,
+        dry_run=dry_run,
+    )
+    controls = RunControls()
+    failed: list[int] = []
+    totals = {"products": 0, "images": 0, "rejected": 0}
+    progress = RunProgress(len(tenants), product_count(engine, tenants))
+    with controls.stop_on_signals(), progress as (bar, tenants_task, products_task, images_task):
+
+        def advance(_tenant: int, products: int, images: int) -> None:
+            if bar is not None and images_task is not None and products_task is not None:
+                bar.update(products_task, advance=products)
+                bar.update(images_task, advance=images)
+
+        for tenant_id in tenants:
+            if controls.should_stop():
+                break
+            if not is_ready(engine, tenant_id):
+                console.print(
+                    f"[yellow]tenant {tenant_id}: not migrated to head, skipped "
+                    "(run alembic upgrade head)[/yellow]"
+                )
+                failed.append(tenant_id)
+                continue
+            try:
+                result = run_tenant(engine, tenant_id, options, controls=controls, progress=advance)
+            except TenantBusy as exc:
+                console.print(f"[yellow]{exc}: skipped[/yellow]")
+                continue
+            totals["products"] += result.products_scanned
+            totals["images"] += result.images_inserted
+            totals["rejected"] += result.rejected
+            if result.status != "done":
+                failed.append(tenant_id)
+            if bar is not None and tenants_task is not None:
+                bar.update(tenants_task, advance=1)
+    engine.dispose()
+    verb = "would insert" if dry_run else "inserted"
+    console.print(
+        f"{totals['products']} products scanned, {totals['images']} images {verb}, "
+        f"{totals['rejected']} elements rejected"
+    )
+    if controls.should_stop():
+        console.print(
+            "[yellow]stopped: rerun `backfill run` to resume from the checkpoint[/yellow]"
+        )
+        raise typer.Exit(130)
+    if failed:
+        console.print(f"[yellow]unfinished tenants: {', '.join(map(str, failed))}[/yellow]")
+        raise typer.Exit(1)
+
+
+class RateColumn(ProgressColumn):
+    """Items per second, as rich measures them."""
+
+    def render(self, task: Task) -> Text:
+        """`1234/s`, or blank before the first measure."""
+        return Text(f"{task.speed:,.0f}/s" if task.speed else "", style="progress.data.speed")
+
+
+class RunProgress:
+    """A rich progress bar on a terminal; nothing (JSON events only) otherwise."""
+
+    def __init__(self, tenants: int, products: int) -> None:
+        self.tenants = tenants
+        self.products = products
+        self.bar: Progress | None = None
+
+    def __enter__(
+        self,
+    ) -> tuple[Progress | None, TaskID | None, TaskID | None, TaskID | None]:
+        if not console.is_terminal:
+            return None, None, None, None
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            RateColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        )
+        self.bar.__enter__()
+        tenants_task = self.bar.add_task("tenants", total=self.tenants)
+        products_task = self.bar.add_task("products", total=self.products)
+        images_task = self.bar.add_task("images inserted", total=None)
+        return self.bar, tenants_task, products_task, images_task
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
+@cli.command()
+def verify(
+    tenant: TenantOption = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only products updated since (ISO 8601 timestamp)")
+    ] = None,
+) -> None:
+    """Prove JSONB and table agree per tenant; record verified tenants; exit 1 on a mismatch."""
+    engine = _engine()
+    tenants = _tenants(engine, tenant)
+    any_mismatch = False
+    for tenant_id in tenants:
+        if not is_ready(engine, tenant_id):
+            console.print(
+                f"[yellow]tenant {tenant_id}: not migrated to head, not verified[/yellow]"
+            )
+            any_mismatch = True
+            continue
+        report = verification.verify_tenant(engine, tenant_id, since=since)
+        any_mismatch |= not report.is_verified
+        _print_verification(report)
+    engine.dispose()
+    if any_mismatch:
+        raise typer.Exit(1)
+
+
+def _print_verification(report: verification.VerificationReport) -> None:
+    mark = "[green]verified[/green]" if report.is_verified else "[red]NOT verified[/red]"
+    console.print(
+        f"tenant {report.tenant_id}: {mark}  products {report.products}, "
+        f"JSONB elements {report.jsonb_elements} = table rows {report.table_rows} "
+        f"+ rejected {report.rejected}, labels {report.labels}, "
+        f"{report.seconds:.2f} s"
+    )
+    for mismatch in report.mismatches[:50]:
+        console.print(f"  product {mismatch.product_id}: {mismatch.kind} {mismatch.detail}")
+    if len(report.mismatches) > 50:
+        console.print(f"  ... and {len(report.mismatches) - 50} more")
+
+
+@cli.command()
+def status(tenant: TenantOption = None) -> None:
+    """Per tenant: products, images, migrated, rejected, labels, verified, last run, rate."""
+    engine = _engine()
+    rows = status_queries.tenant_status(engine, _tenants(engine, tenant))
+    engine.dispose()
+    table = Table(title="backfill status")
+    for column in (
+        "tenant",
+        "products",
+        "images",
+        "migrated",
+        "rejected",
+        "labels",
+        "verified",
+        "last run",
+        "rate/s",
+    ):
+        table.add_column(
+            column, justify="right" if column not in ("verified", "last run") else "left"
+        )
+    for row in rows:
+        table.add_row(
+            str(row.tenant_id),
+            str(row.products),
+            str(row.jsonb_images),
+            f"{row.table_rows} ({row.migrated_percent:.0f}%)",
+            str(row.rejected),
+            str(row.labels),
+            row.verified_at.isoformat(timespec="seconds") if row.verified_at else "no",
+            f"{row.last_run_status or '-'} {row.last_run_at:%Y-%m-%d %H:%M}"
+            if row.last_run_at
+            else "-",
+            f"{row.last_run_rate:.0f}" if row.last_run_rate else "-",
+        )
+    Console().print(table)
+
+
+@cli.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(min=1, max=64, help="Jobs run at once")] = 2,
+) -> None:
+    """Run a job-queue worker: takes tenants' backfill jobs (and retries stalled ones)."""
+    from backfill.jobs import BACKFILL_QUEUE, MAINTENANCE_QUEUE, queue_app
+
+    _engine().dispose()  # validates settings, configures logging
+    queue_app().run_worker(queues=[BACKFILL_QUEUE, MAINTENANCE_QUEUE], concurrency=concurrency)
+
+
+@cli.command()
+def enqueue(
+    tenant: TenantOption = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, max=100_000)] = None,
+    max_rate: Annotated[float | None, typer.Option(min=1)] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
+) -> None:
+    """Queue one backfill job per tenant for the workers; print the job ids."""
+    from backfill.jobs import enqueue_backfills
+
+    engine = _engine()
+    tenants = _tenants(engine, tenant)
+    engine.dispose()
+    jobs = enqueue_backfills(tenants, batch_size=batch_size, max_rate=max_rate, dry_run=dry_run)
+    for tenant_id, job_id in jobs.items():
+        typer.echo(f"tenant {tenant_id}: " + (f"job {job_id}" if job_id else "already queued"))

@@ -1,0 +1,73 @@
+"""Which tenants a backfill command works on, and whether their schema is ready for it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import Engine, text
+
+from app.core.database import tenant_schema
+
+
+class UnknownTenants(ValueError):
+    """Some requested tenant ids do not exist."""
+
+    field = "tenant_ids"
+
+    def __init__(self, tenant_ids: Sequence[int]) -> None:
+        super().__init__(f"no tenant with id {', '.join(map(str, tenant_ids))}")
+        self.tenant_ids = tuple(tenant_ids)
+
+
+BACKFILL_TABLES = ("product_images", "backfill_runs", "image_migration_state")
+
+
+def all_tenant_ids(engine: Engine) -> list[int]:
+    """Every tenant, by id."""
+    with engine.connect() as connection:
+        return [
+            int(i)
+            for i in connection.execute(text("SELECT id FROM public.users ORDER BY id")).scalars()
+        ]
+
+
+def select_tenants(engine: Engine, requested: Sequence[int] | None) -> list[int]:
+    """The requested tenants (checked to exist) or all of them."""
+    known = all_tenant_ids(engine)
+    if not requested:
+        return known
+    unknown = sorted(set(requested) - set(known))
+    if unknown:
+        raise UnknownTenants(unknown)
+    return sorted(set(requested))
+
+
+def is_ready(engine: Engine, tenant_id: int) -> bool:
+    """Whether the tenant's schema has the tables the backfill writes (migrated to head)."""
+    schema = tenant_schema(tenant_id)
+    with engine.connect() as connection:
+        present = connection.execute(
+            text(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = :schema "
+                "AND tablename = ANY(:tables)"
+            ),
+            {"schema": schema, "tables": list(BACKFILL_TABLES)},
+        ).scalar_one()
+    return int(present) == len(BACKFILL_TABLES)
+
+
+def product_count(engine: Engine, tenant_ids: Sequence[int]) -> int:
+    """Products across the given (migrated) tenants: the progress bar's total."""
+    total = 0
+    with engine.connect() as connection:
+        for tenant_id in tenant_ids:
+            schema = tenant_schema(tenant_id)
+            if connection.execute(
+                text("SELECT to_regclass(:t) IS NOT NULL"), {"t": f"{schema}.products"}
+            ).scalar_one():
+                total += int(
+                    connection.execute(
+                        text(f'SELECT count(*) FROM "{schema}".products')
+                    ).scalar_one()
+                )
+    return total

@@ -1,0 +1,254 @@
+"""The backfill runner on real PostgreSQL: complete, idempotent, resumable, gentle."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+
+from app.core.database import tenant_schema, unit_of_work
+from app.images import image_to_element, normalise_legacy
+from app.services.product_image_service import ProductImageService
+from backfill.runner import RunOptions, TenantBusy, run_tenant
+from tests.images_db import insert_legacy_product, jsonb_elements, table_elements
+
+BASE = "http://testserver/media"
+CREATED = datetime(2024, 5, 1, 10, tzinfo=UTC)
+DIRTY: list[Any] = [
+    [{"url": f"{BASE}/a.jpg", "order": 2}, {"url": f"{BASE}/b.jpg", "order": "0"}],
+    [{"url": f"{BASE}/c.jpg", "order": 0}, {"url": f"{BASE}/c.jpg", "order": 0}, "bare-string"],
+    [{"order": 1}, {"url": f"{BASE}/d.jpg", "created_at": "not a date"}],
+    [],
+    None,
+    {"url": f"{BASE}/e.jpg"},
+    [{"url": f"{BASE}/f.jpg", "order": 5}, {"url": f"{BASE}/label.jpg", "order": 9}],
+]
+
+
+class Scripted:
+    """Controls that stop, pause or run a hook on cue."""
+
+    def __init__(
+        self,
+        *,
+        stop_after_checks: int | None = None,
+        paused_checks: int = 0,
+        on_sleep: Callable[[], None] | None = None,
+    ) -> None:
+        self.checks = 0
+        self.stop_after_checks = stop_after_checks
+        self.paused_checks = paused_checks
+        self.on_sleep = on_sleep
+        self.sleeps: list[float] = []
+
+    def should_stop(self) -> bool:
+        self.checks += 1
+        return self.stop_after_checks is not None and self.checks > self.stop_after_checks
+
+    def is_paused(self) -> bool:
+        if self.paused_checks > 0:
+            self.paused_checks -= 1
+            return True
+        return False
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        if self.on_sleep is not None:
+            self.on_sleep()
+
+
+def seed(engine: Engine, tenant: int, copies: int = 1) -> list[int]:
+    products = []
+    for _ in range(copies):
+        for index, images in enumerate(DIRTY):
+            source = "pythonApiWOO" if index % 2 == 0 else "stoflow"
+            products.append(insert_legacy_product(engine, tenant, images, source=source))
+    return products
+
+
+def expected_elements(engine: Engine, tenant: int, product_id: int) -> list[dict[str, object]]:
+    with engine.connect() as connection:
+        row = connection.execute(
+            text(
+                f'SELECT images, source, created_at FROM "{tenant_schema(tenant)}".products '
+                "WHERE id = :id"
+            ),
+            {"id": product_id},
+        ).one()
+    normalised = normalise_legacy(
+        row.images,
+        product_id=product_id,
+        product_created_at=row.created_at,
+        is_legacy_source=row.source == "pythonApiWOO",
+    )
+    return [image_to_element(image) for image in normalised.images]
+
+
+def count(engine: Engine, tenant: int, table: str) -> int:
+    with engine.connect() as connection:
+        return int(
+            connection.execute(
+                text(f'SELECT count(*) FROM "{tenant_schema(tenant)}".{table}')
+            ).scalar_one()
+        )
+
+
+def test_run_migrates_every_product_exactly_as_the_python_path_and_is_idempotent(
+    engine: Engine, tenant: int
+) -> None:
+    products = seed(engine, tenant)
+
+    first = run_tenant(engine, tenant, RunOptions(batch_size=3))
+    rows_after_first = {p: table_elements(engine, tenant, p) for p in products}
+    second = run_tenant(engine, tenant, RunOptions(batch_size=3))
+
+    assert first.status == "done"
+    for product_id in products:
+        assert rows_after_first[product_id] == expected_elements(engine, tenant, product_id)
+    assert first.images_inserted == sum(len(rows) for rows in rows_after_first.values())
+    assert second.images_inserted == 0
+    assert {p: table_elements(engine, tenant, p) for p in products} == rows_after_first
+
+
+def test_rejected_elements_land_in_the_report_exactly(engine: Engine, tenant: int) -> None:
+    seed(engine, tenant)
+    run_tenant(engine, tenant, RunOptions())
+    # DIRTY holds: a bare string, an element without url, a JSON null column, an object column.
+    assert count(engine, tenant, "rejected_image_elements") == 4
+    with engine.connect() as connection:
+        reasons = sorted(
+            connection.execute(
+                text(f'SELECT reason FROM "{tenant_schema(tenant)}".rejected_image_elements')
+            ).scalars()
+        )
+    assert reasons == ["column_not_an_array", "column_null", "missing_url", "not_an_object"]
+
+
+def test_the_label_rule_applies_to_legacy_sources_only(engine: Engine, tenant: int) -> None:
+    legacy = insert_legacy_product(engine, tenant, DIRTY[6], source="pythonApiWOO")
+    modern = insert_legacy_product(engine, tenant, DIRTY[6], source="stoflow")
+    run_tenant(engine, tenant, RunOptions())
+    assert [row["is_label"] for row in table_elements(engine, tenant, legacy)] == [False, True]
+    assert [row["is_label"] for row in table_elements(engine, tenant, modern)] == [False, False]
+
+
+def test_a_stopped_run_resumes_from_its_checkpoint_with_no_duplicate_and_no_gap(
+    engine: Engine, tenant: int
+) -> None:
+    products = seed(engine, tenant, copies=3)
+
+    stopped = run_tenant(
+        engine, tenant, RunOptions(batch_size=2), controls=Scripted(stop_after_checks=3)
+    )
+    assert stopped.status == "interrupted"
+    assert stopped.products_scanned == 6
+    resumed = run_tenant(engine, tenant, RunOptions(batch_size=2))
+
+    assert resumed.run_id == stopped.run_id, "the unfinished run is resumed, not restarted"
+    assert resumed.status == "done"
+    assert resumed.products_scanned == len(products) - 6
+    for product_id in products:
+        assert table_elements(engine, tenant, product_id) == expected_elements(
+            engine, tenant, product_id
+        )
+
+
+def test_products_already_migrated_by_a_live_write_are_left_alone(
+    engine: Engine, tenant: int
+) -> None:
+    product = insert_legacy_product(engine, tenant, DIRTY[6], source="pythonApiWOO")
+    service = ProductImageService(legacy_sources=["pythonApiWOO"], max_images=30, url_bases=[BASE])
+    with unit_of_work(engine, tenant) as session:
+        first = service.list_images(session, product_id=product).images[0]
+        service.set_label_flag(
+            session, product_id=product, image_id=first.id, is_label=True, now=datetime.now(UTC)
+        )
+    before = table_elements(engine, tenant, product)
+
+    result = run_tenant(engine, tenant, RunOptions())
+
+    assert result.images_inserted == 0
+    assert table_elements(engine, tenant, product) == before
+    assert before == jsonb_elements(engine, tenant, product)
+    assert [row["is_label"] for row in before] == [True, False], "the operator's label stays"
+
+
+def test_a_locked_product_is_deferred_then_migrated_when_the_lock_goes(
+    engine: Engine, tenant: int
+) -> None:
+    products = seed(engine, tenant, copies=2)
+    holder = engine.connect()
+    holder.execute(
+        text(f'SELECT id FROM "{tenant_schema(tenant)}".products WHERE id = :id FOR UPDATE'),
+        {"id": products[3]},
+    )
+
+    def release() -> None:
+        if holder.in_transaction():
+            holder.rollback()
+
+    controls = Scripted(on_sleep=release)
+    try:
+        result = run_tenant(
+            engine,
+            tenant,
+            RunOptions(initial_batch_size=8, lock_timeout_ms=50),
+            controls=controls,
+        )
+    finally:
+        release()
+        holder.close()
+
+    assert result.lock_timeouts >= 1, "the batch hit the lock and shrank"
+    assert result.status == "done"
+    assert result.deferred == 0
+    assert count(engine, tenant, "backfill_deferred") == 0
+    for product_id in products:
+        assert table_elements(engine, tenant, product_id) == expected_elements(
+            engine, tenant, product_id
+        )
+
+
+def test_pause_waits_between_batches_then_goes_on(engine: Engine, tenant: int) -> None:
+    seed(engine, tenant)
+    controls = Scripted(paused_checks=3)
+    result = run_tenant(engine, tenant, RunOptions(batch_size=2), controls=controls)
+    assert result.status == "done"
+    assert controls.sleeps[:3] == [1.0, 1.0, 1.0]
+
+
+def test_a_dry_run_measures_and_keeps_nothing(engine: Engine, tenant: int) -> None:
+    seed(engine, tenant)
+    result = run_tenant(engine, tenant, RunOptions(dry_run=True, batch_size=3))
+    assert result.images_inserted > 0
+    assert count(engine, tenant, "product_images") == 0
+    assert count(engine, tenant, "rejected_image_elements") == 0
+    assert count(engine, tenant, "backfill_runs") == 0
+
+
+def test_two_runners_never_take_the_same_tenant(engine: Engine, tenant: int) -> None:
+    seed(engine, tenant)
+    inside = threading.Event()
+    leave = threading.Event()
+
+    def hold(*_: Any) -> None:
+        inside.set()
+        leave.wait(10)
+
+    holder_controls = Scripted()
+    holder_controls.is_paused = lambda: not leave.is_set() and (hold() or False)  # type: ignore[method-assign]
+    first = threading.Thread(
+        target=run_tenant, args=(engine, tenant, RunOptions()), kwargs={"controls": holder_controls}
+    )
+    first.start()
+    try:
+        assert inside.wait(10)
+        with pytest.raises(TenantBusy):
+            run_tenant(engine, tenant, RunOptions())
+    finally:
+        leave.set()
+        first.join()

@@ -1,0 +1,148 @@
+"""Verification: JSONB and table agree per product, every element is a row or a reported
+rejection; drift is found, classified, and clears the verified state."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, text
+
+from app.core.database import tenant_schema, unit_of_work
+from app.services.product_image_service import NewImage, ProductImageService
+from backfill.differences import EXTRA, FIELD_DIFFERS, MISSING, REORDERED
+from backfill.runner import RunOptions, run_tenant
+from backfill.verify import verified_at, verify_tenant
+from tests.backfill.test_runner import BASE, DIRTY, seed
+from tests.images_db import assert_representations_equal, insert_legacy_product
+
+
+def sql(engine: Engine, statement: str, **params: object) -> None:
+    with engine.begin() as connection:
+        connection.execute(text("SET CONSTRAINTS ALL DEFERRED"))
+        connection.execute(text(statement), params)
+
+
+def test_a_backfilled_tenant_verifies_and_is_recorded(engine: Engine, tenant: int) -> None:
+    seed(engine, tenant, copies=2)
+    run_tenant(engine, tenant, RunOptions())
+
+    report = verify_tenant(engine, tenant)
+
+    assert report.is_verified, report.mismatches
+    assert report.jsonb_elements == report.table_rows + report.rejected
+    assert report.rejected == 8
+    assert report.labels == report.expected_labels > 0
+    assert verified_at(engine, tenant) is not None
+
+
+def test_an_unmigrated_product_is_missing_and_blocks_verification(
+    engine: Engine, tenant: int
+) -> None:
+    seed(engine, tenant)
+    run_tenant(engine, tenant, RunOptions())
+    late = insert_legacy_product(engine, tenant, DIRTY[0])
+
+    report = verify_tenant(engine, tenant)
+
+    assert not report.is_verified
+    assert [(m.product_id, m.kind) for m in report.mismatches] == [(late, MISSING)]
+    assert verified_at(engine, tenant) is None
+
+
+def test_drift_written_behind_the_dual_write_is_classified_and_clears_verified(
+    engine: Engine, tenant: int
+) -> None:
+    products = seed(engine, tenant)
+    run_tenant(engine, tenant, RunOptions())
+    assert verify_tenant(engine, tenant).is_verified
+    schema = tenant_schema(tenant)
+    changed, reordered, extra = products[0], products[6], products[1]
+    sql(
+        engine,
+        f"UPDATE {schema}.product_images SET alt_text = 'by hand' "
+        'WHERE product_id = :p AND "order" = 0',
+        p=changed,
+    )
+    sql(
+        engine,
+        f'UPDATE {schema}.product_images SET "order" = 1 - "order" WHERE product_id = :p',
+        p=reordered,
+    )
+    sql(
+        engine,
+        f'INSERT INTO {schema}.product_images (id, product_id, url, "order") '
+        "VALUES (gen_random_uuid(), :p, 'http://elsewhere/x.jpg', 99)",
+        p=extra,
+    )
+
+    report = verify_tenant(engine, tenant)
+
+    kinds = {m.product_id: m.kind for m in report.mismatches}
+    assert kinds == {changed: FIELD_DIFFERS, reordered: REORDERED, extra: EXTRA}
+    assert "alt_text" in next(m.detail for m in report.mismatches if m.product_id == changed)
+    assert verified_at(engine, tenant) is None
+
+
+def test_verify_since_rechecks_only_recent_products(engine: Engine, tenant: int) -> None:
+    products = seed(engine, tenant)
+    run_tenant(engine, tenant, RunOptions())
+    assert verify_tenant(engine, tenant).is_verified
+    cutoff = datetime.now(UTC).isoformat()
+    sql(
+        engine,
+        f"UPDATE {tenant_schema(tenant)}.products SET updated_at = now() WHERE id = :p",
+        p=products[0],
+    )
+
+    report = verify_tenant(engine, tenant, since=cutoff)
+
+    assert report.products == 1
+    assert report.is_verified
+
+
+def test_backfill_concurrent_with_api_writes_ends_verified(engine: Engine, tenant: int) -> None:
+    import threading
+
+    products = seed(engine, tenant, copies=6)
+    service = ProductImageService(legacy_sources=["pythonApiWOO"], max_images=100, url_bases=[BASE])
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    touched: set[int] = set()
+
+    def writer() -> None:
+        step = 0
+        while not stop.is_set() and step < 200:
+            stop.wait(0.002)
+            product = products[step % len(products)]
+            step += 1
+            try:
+                with unit_of_work(engine, tenant) as session:
+                    service.add_image(
+                        session,
+                        product_id=product,
+                        image_data=NewImage(url=f"{BASE}/live/{step}.jpg"),
+                        position=0,
+                        now=datetime.now(UTC),
+                    )
+                touched.add(product)
+            except BaseException as exc:
+                errors.append(exc)
+                return
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    while len(touched) < 3 and thread.is_alive():
+        stop.wait(0.01)
+    try:
+        result = run_tenant(engine, tenant, RunOptions(batch_size=2))
+    finally:
+        stop.set()
+        thread.join()
+
+    assert errors == []
+    assert result.status == "done"
+    report = verify_tenant(engine, tenant)
+    assert report.is_verified, report.mismatches[:5]
+    assert touched, "the writer ran during the backfill"
+    for product in touched:  # written by the dual-write: both representations hold full rows
+        assert_representations_equal(engine, tenant, product)

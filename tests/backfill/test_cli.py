@@ -1,0 +1,134 @@
+"""`python -m backfill` as an operator runs it: real processes, exit codes, kill -9."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+
+from app.core.database import tenant_schema
+from app.core.settings import PROJECT_ROOT
+
+BASE = "http://testserver/media"
+
+
+def backfill(database_url: str, *args: str, tmp: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "backfill", *args],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "DATABASE_URL": database_url, "DATA_DIR": str(tmp)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def many_products(engine: Engine, tenant: int, count: int, images_each: int = 5) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                f"INSERT INTO {tenant_schema(tenant)}.products (title, price, source, images) "
+                "SELECT 'item ' || g, 10, CASE WHEN g % 5 = 0 THEN 'pythonApiWOO' ELSE 'stoflow' END,"
+                " (SELECT jsonb_agg(jsonb_build_object('url', :base || '/' || g || '/' || k || '.jpg',"
+                "  'order', k)) FROM generate_series(0, :n - 1) k) "
+                "FROM generate_series(1, :count) g"
+            ),
+            {"base": BASE, "n": images_each, "count": count},
+        )
+
+
+def image_rows(engine: Engine, tenant: int) -> tuple[int, int]:
+    with engine.connect() as connection:
+        row = connection.execute(
+            text(
+                f'SELECT count(*), count(DISTINCT (product_id, "order")) '
+                f"FROM {tenant_schema(tenant)}.product_images"
+            )
+        ).one()
+    return int(row[0]), int(row[1])
+
+
+def test_run_verify_status_from_the_command_line(
+    database_url: str, engine: Engine, tenant: int, tmp_path: Path
+) -> None:
+    many_products(engine, tenant, 30)
+
+    ran = backfill(database_url, "run", "--tenant", str(tenant), tmp=tmp_path)
+    verified = backfill(database_url, "verify", "--tenant", str(tenant), tmp=tmp_path)
+    status = backfill(database_url, "status", "--tenant", str(tenant), tmp=tmp_path)
+
+    assert ran.returncode == 0, ran.stderr
+    assert "150 images inserted" in ran.stderr
+    assert verified.returncode == 0, verified.stderr
+    assert "verified" in verified.stderr
+    assert status.returncode == 0, status.stderr
+    assert str(tenant) in status.stdout
+    assert image_rows(engine, tenant) == (150, 150)
+
+
+def test_unknown_tenant_is_exit_code_2(database_url: str, tmp_path: Path) -> None:
+    result = backfill(database_url, "run", "--tenant", "999999999", tmp=tmp_path)
+    assert result.returncode == 2
+    assert "--tenant" in result.stderr
+
+
+def test_verify_exits_1_and_lists_products_on_a_mismatch(
+    database_url: str, engine: Engine, tenant: int, tmp_path: Path
+) -> None:
+    many_products(engine, tenant, 3)
+    result = backfill(database_url, "verify", "--tenant", str(tenant), tmp=tmp_path)
+    assert result.returncode == 1
+    assert "missing" in result.stderr
+
+
+@pytest.mark.parametrize("kill_signal", [signal.SIGKILL, signal.SIGTERM])
+def test_a_killed_run_resumes_with_no_duplicate_and_no_gap(
+    database_url: str, engine: Engine, tenant: int, tmp_path: Path, kill_signal: signal.Signals
+) -> None:
+    many_products(engine, tenant, 3000, images_each=4)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "backfill",
+            "run",
+            "--tenant",
+            str(tenant),
+            "--batch-size",
+            "20",
+            "--max-rate",
+            "4000",
+        ],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "DATABASE_URL": database_url, "DATA_DIR": str(tmp_path)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and image_rows(engine, tenant)[0] < 2000:
+        time.sleep(0.05)
+    process.send_signal(kill_signal)
+    _, stderr = process.communicate(timeout=60)
+    interrupted = image_rows(engine, tenant)[0]
+    assert 0 < interrupted < 12000, "killed mid-run"
+    if kill_signal == signal.SIGTERM:
+        assert process.returncode == 130, stderr  # finished its batch and stopped cleanly
+
+    resumed = backfill(database_url, "run", "--tenant", str(tenant), tmp=tmp_path)
+    verified = backfill(database_url, "verify", "--tenant", str(tenant), tmp=tmp_path)
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert image_rows(engine, tenant) == (12000, 12000)
+    assert verified.returncode == 0, verified.stderr
+    with engine.connect() as connection:
+        runs = connection.execute(
+            text(f"SELECT count(*) FROM {tenant_schema(tenant)}.backfill_runs")
+        ).scalar_one()
+    assert runs == 1, "the rerun resumed the interrupted run"

@@ -133,9 +133,10 @@ def enqueue_backfills(
     batch_size: int | None = None,
     max_rate: float | None = None,
     dry_run: bool = False,
+    procrastinate_app: App | None = None,
 ) -> dict[int, int | None]:
     """Defer one job per tenant; None for a tenant that already has one queued."""
-    procrastinate_app = queue_app()
+    procrastinate_app = procrastinate_app or queue_app()
     job_ids: dict[int, int | None] = {}
     with procrastinate_app.open():
         task = procrastinate_app.tasks["backfill_tenant"]

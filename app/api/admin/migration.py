@@ -5,14 +5,27 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 from fastapi.concurrency import run_in_threadpool
+from procrastinate import App
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.deps import AdminPrincipal, EngineDep
 from app.api.errors import ERROR_RESPONSES
+from backfill.jobs import build_app, enqueue_backfills, register_tasks
 from backfill.status import tenant_status
 from backfill.tenants import select_tenants
+
+
+def job_queue(request: Request) -> App:
+    """The app's procrastinate app, on the app's own database (built on first use)."""
+    queue: App | None = getattr(request.app.state, "job_queue", None)
+    if queue is None:
+        queue = build_app(str(request.app.state.engine.url.render_as_string(hide_password=False)))
+        register_tasks(queue)
+        request.app.state.job_queue = queue
+    return queue
+
 
 router = APIRouter(prefix="/api/admin", tags=["admin"], responses=ERROR_RESPONSES)
 
@@ -64,15 +77,17 @@ class TenantMigration(BaseModel):
     responses={422: {"description": "Unknown tenant id"}},
 )
 async def queue_backfill(
-    body: BackfillRequest, engine: EngineDep, _admin: AdminPrincipal
+    body: BackfillRequest, engine: EngineDep, request: Request, _admin: AdminPrincipal
 ) -> BackfillQueued:
     """Queue one backfill job per tenant and return at once; workers do the work."""
-    from backfill.jobs import enqueue_backfills
-
     tenants = await run_in_threadpool(select_tenants, engine, body.tenant_ids)
     jobs = await run_in_threadpool(
         lambda: enqueue_backfills(
-            tenants, batch_size=body.batch_size, max_rate=body.max_rate, dry_run=body.dry_run
+            tenants,
+            batch_size=body.batch_size,
+            max_rate=body.max_rate,
+            dry_run=body.dry_run,
+            procrastinate_app=job_queue(request),
         )
     )
     return BackfillQueued(

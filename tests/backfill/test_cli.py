@@ -34,9 +34,11 @@ def many_products(engine: Engine, tenant: int, count: int, images_each: int = 5)
         connection.execute(
             text(
                 f"INSERT INTO {tenant_schema(tenant)}.products (title, price, source, images) "
-                "SELECT 'item ' || g, 10, CASE WHEN g % 5 = 0 THEN 'pythonApiWOO' ELSE 'stoflow' END,"
-                " (SELECT jsonb_agg(jsonb_build_object('url', :base || '/' || g || '/' || k || '.jpg',"
-                "  'order', k)) FROM generate_series(0, :n - 1) k) "
+                "SELECT 'item ' || g, 10,"
+                " CASE WHEN g % 5 = 0 THEN 'pythonApiWOO' ELSE 'stoflow' END,"
+                " (SELECT jsonb_agg(jsonb_build_object("
+                "    'url', :base || '/' || g || '/' || k || '.jpg', 'order', k))"
+                "  FROM generate_series(0, :n - 1) k) "
                 "FROM generate_series(1, :count) g"
             ),
             {"base": BASE, "n": images_each, "count": count},

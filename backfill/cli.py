@@ -239,13 +239,13 @@ def status(tenant: TenantOption = None) -> None:
             f"{row.table_rows} ({row.migrated_percent:.0f}%)",
             str(row.rejected),
             str(row.labels),
-            row.verified_at.isoformat(timespec="seconds") if row.verified_at else "no",
+            f"{row.verified_at:%Y-%m-%d %H:%M}" if row.verified_at else "no",
             f"{row.last_run_status or '-'} {row.last_run_at:%Y-%m-%d %H:%M}"
             if row.last_run_at
             else "-",
             f"{row.last_run_rate:.0f}" if row.last_run_rate else "-",
         )
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
 
 
 @cli.command()

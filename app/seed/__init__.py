@@ -1,0 +1,1 @@
+"""Seed-shaped demo data: `python -m app seed`."""

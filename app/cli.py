@@ -156,8 +156,9 @@ def demo(
     )
     base = f"http://{host}:{port}"
     sample = f"{base}/api/products/{summary.sample_product_id}"
-    console.print(
-        f"\n[bold]API on {base}[/bold]  (docs: {base}/docs)\n"
+    # Plain stdout, never wrapped: operators copy these lines as they are.
+    typer.echo(
+        f"\nAPI on {base}  (docs: {base}/docs)\n"
         f"tenant {first_tenant} token:\n  export TOKEN={tenant_token}\n"
         f"admin token:\n  export ADMIN_TOKEN={admin_token}\n\ntry:\n"
         f'  curl -s -H "Authorization: Bearer $TOKEN" "{base}/api/products?limit=3"\n'

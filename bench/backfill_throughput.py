@@ -36,9 +36,11 @@ def fill(engine, tenant: int, products: int, images: int) -> None:  # type: igno
         connection.execute(
             text(
                 f"INSERT INTO {tenant_schema(tenant)}.products (title, price, source, images) "
-                "SELECT 'item ' || g, 10, CASE WHEN g % 5 = 0 THEN 'pythonApiWOO' ELSE 'stoflow' END,"
-                " (SELECT jsonb_agg(jsonb_build_object('url', 'https://cdn.example/' || g || '/' || k"
-                " || '.jpg', 'order', k, 'created_at', '2024-01-01T10:00:00Z'))"
+                "SELECT 'item ' || g, 10,"
+                " CASE WHEN g % 5 = 0 THEN 'pythonApiWOO' ELSE 'stoflow' END,"
+                " (SELECT jsonb_agg(jsonb_build_object("
+                "    'url', 'https://cdn.example/' || g || '/' || k || '.jpg',"
+                "    'order', k, 'created_at', '2024-01-01T10:00:00Z'))"
                 "  FROM generate_series(0, :n - 1) k) FROM generate_series(1, :count) g"
             ),
             {"n": images, "count": products},

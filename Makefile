@@ -23,7 +23,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy app flags backfill
+	$(BIN)/mypy app flags backfill migrations
 	$(BIN)/python -m pytest -n 2
 
 serve: $(STAMP)

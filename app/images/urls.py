@@ -10,6 +10,8 @@ from app.images.errors import InvalidImageField
 
 def check_image_url(url: str, bases: Sequence[str]) -> str:
     """Return the URL if it is http(s) and under a storage base, else raise naming `url`."""
+    if any(ord(char) < 0x21 or ord(char) == 0x7F for char in url):
+        raise InvalidImageField("url", "must not contain spaces or control characters")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise InvalidImageField("url", "must be an absolute http:// or https:// URL")

@@ -80,6 +80,8 @@ def test_keyset_pagination_walks_every_product_once(
         ({**PRODUCT, "currency": "euro"}, "currency"),
         ({**PRODUCT, "status": "lost"}, "status"),
         ({**PRODUCT, "title": 12}, "title"),
+        ({**PRODUCT, "title": "nul \x00"}, "title"),
+        ({**PRODUCT, "brand": "\x00"}, "brand"),
         ({"price": "1.00"}, "title"),
     ],
 )

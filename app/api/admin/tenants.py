@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from fastapi import APIRouter, status
 from fastapi.concurrency import run_in_threadpool
@@ -11,6 +12,7 @@ from sqlalchemy import select
 
 from app.api.deps import AdminPrincipal, AdminSession, EngineDep
 from app.api.errors import ERROR_RESPONSES
+from app.api.products.schemas import NoNul
 from app.models import User
 from app.services.tenant_service import create_tenant
 
@@ -23,7 +25,7 @@ class TenantCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     email: EmailStr
-    display_name: str | None = Field(default=None, max_length=200)
+    display_name: Annotated[str, Field(max_length=200), NoNul] | None = None
 
 
 class TenantOut(BaseModel):

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from app.api.deps import TenantId, TenantSession
 from app.api.errors import ERROR_RESPONSES
-from app.api.products.schemas import ProductIdPath
+from app.api.products.schemas import NoNul, ProductIdPath
 from app.core.security import now_utc
 from app.images import Image
 from app.images.operations import UNSET
@@ -36,7 +36,7 @@ _READ_HEADERS = {
 
 Tag = Annotated[str, StringConstraints(pattern=TAG_PATTERN, max_length=MAX_TAG_LENGTH)]
 Tags = Annotated[list[Tag], Field(max_length=MAX_TAGS)]
-AltText = Annotated[str, Field(max_length=MAX_ALT_TEXT)]
+AltText = Annotated[str, Field(max_length=MAX_ALT_TEXT), NoNul]
 Url = Annotated[str, Field(min_length=1, max_length=2048)]
 
 

@@ -7,14 +7,24 @@ from decimal import Decimal
 from typing import Annotated, Literal
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 MAX_BIGINT = 2**63 - 1
 
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text (and jsonb) cannot hold NUL: refuse it here as a 422, not a 500 later.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL (\\x00) characters")
+    return value
+
+
+NoNul = AfterValidator(_no_nul)
+
 ProductIdPath = Annotated[int, Path(gt=0, le=MAX_BIGINT, description="The product's id")]
-Title = Annotated[str, Field(min_length=1, max_length=200)]
-Description = Annotated[str, Field(max_length=10_000)]
-Brand = Annotated[str, Field(min_length=1, max_length=100)]
+Title = Annotated[str, Field(min_length=1, max_length=200), NoNul]
+Description = Annotated[str, Field(max_length=10_000), NoNul]
+Brand = Annotated[str, Field(min_length=1, max_length=100), NoNul]
 Price = Annotated[
     Decimal, Field(ge=0, le=Decimal("9999999999.99"), max_digits=12, decimal_places=2)
 ]

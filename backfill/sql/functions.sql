@@ -6,54 +6,69 @@
 -- app.images.identity.legacy_image_id: uuid3(namespace, "<product_id>|<occurrence>|<url>").
 -- md5() is built in; then the version nibble becomes 3 and the variant bits 10.
 CREATE OR REPLACE FUNCTION public.pim_image_id(product_id bigint, occurrence bigint, url text)
-RETURNS uuid LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-  SELECT (substr(h, 1, 12) || '3' || substr(h, 14, 3)
+RETURNS uuid LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+DECLARE
+  h text := md5(decode('00751c3029d45b71ac551112b96d4b14', 'hex')
+                || convert_to(product_id::text || '|' || occurrence::text || '|' || url, 'UTF8'));
+BEGIN
+  RETURN (substr(h, 1, 12) || '3' || substr(h, 14, 3)
           || to_hex(8 | (('x' || lpad(substr(h, 17, 1), 8, '0'))::bit(32)::int & 3))
-          || substr(h, 18))::uuid
-  FROM (SELECT md5(decode('00751c3029d45b71ac551112b96d4b14', 'hex')
-                   || convert_to(product_id::text || '|' || occurrence::text || '|' || url,
-                                 'UTF8')) AS h) AS digest
+          || substr(h, 18))::uuid;
+END
 $$;
 
--- app.images.normalise.parse_legacy_timestamp: an ISO 8601 text, naive = UTC, else NULL.
--- Parsed by hand (offset applied as an interval) so that PostgreSQL accepts exactly what
--- Python's datetime.fromisoformat accepts: no hour 24, no second 60, offsets below 24 h,
--- results within years 1..9999 in UTC.
+-- app.images.normalise.parse_legacy_timestamp. Parsed by hand (the offset applied as an
+-- interval) so that PostgreSQL accepts exactly what Python's datetime.fromisoformat accepts:
+-- no hour 24, no second 60, no 2024-02-30, offsets below 24 h, results within years
+-- 1..9999 in UTC. Every field is checked before a cast that could fail, so no EXCEPTION
+-- block (in plpgsql, a subtransaction per call), and the shape is checked with a boolean
+-- `~` and cut by position: regexp_match with capture groups cost about 36 us per value
+-- here, `~` under 1 us (docs/benchmarks.md).
 CREATE OR REPLACE FUNCTION public.pim_legacy_timestamp(value jsonb)
 RETURNS timestamptz LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 DECLARE
   t text;
-  parts text[];
-  local_part timestamp;
+  rest text;
+  zone text;
+  fraction text := '';
   offset_minutes int := 0;
-  result timestamptz;
+  utc timestamp;
 BEGIN
-  IF value IS NULL OR jsonb_typeof(value) <> 'string' THEN
+  IF jsonb_typeof(value) IS DISTINCT FROM 'string' THEN
     RETURN NULL;
   END IF;
   t := value #>> '{}';
-  parts := regexp_match(t,
-    '^([0-9]{4}-[0-9]{2}-[0-9]{2})[T ]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]{1,6})?'
-    '(Z|([+-])([0-9]{2})(:?([0-9]{2}))?)?$');
-  IF parts IS NULL OR parts[2]::int > 23 OR parts[3]::int > 59 OR parts[4]::int > 59 THEN
+  IF t !~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?$'
+     OR substr(t, 12, 2)::int > 23 OR substr(t, 15, 2)::int > 59 OR substr(t, 18, 2)::int > 59
+     OR substr(t, 1, 4)::int < 1 OR substr(t, 6, 2)::int NOT BETWEEN 1 AND 12
+     OR substr(t, 9, 2)::int < 1 THEN
     RETURN NULL;
   END IF;
-  local_part := (parts[1] || ' ' || parts[2] || ':' || parts[3] || ':' || parts[4]
-                 || coalesce(parts[5], ''))::timestamp;
-  IF parts[7] IS NOT NULL THEN
-    IF parts[8]::int > 23 OR coalesce(parts[10], '0')::int > 59 THEN
+  IF substr(t, 9, 2)::int > extract(day FROM make_date(substr(t, 1, 4)::int,
+                                                       substr(t, 6, 2)::int, 1)
+                                             + interval '1 month - 1 day') THEN
+    RETURN NULL;  -- a date that matches the pattern but does not exist (2024-02-30)
+  END IF;
+  rest := substr(t, 20);  -- after the seconds: an optional ".ffffff", then the zone
+  zone := rest;
+  IF left(rest, 1) = '.' THEN
+    zone := ltrim(substr(rest, 2), '0123456789');
+    fraction := left(rest, length(rest) - length(zone));
+  END IF;
+  IF zone NOT IN ('', 'Z') THEN
+    IF substr(zone, 2, 2)::int > 23 OR (length(zone) > 3 AND right(zone, 2)::int > 59) THEN
       RETURN NULL;
     END IF;
-    offset_minutes := (parts[8]::int * 60 + coalesce(parts[10], '0')::int)
-                      * CASE parts[7] WHEN '-' THEN -1 ELSE 1 END;
+    offset_minutes := (substr(zone, 2, 2)::int * 60
+                       + CASE WHEN length(zone) > 3 THEN right(zone, 2)::int ELSE 0 END)
+                      * CASE left(zone, 1) WHEN '-' THEN -1 ELSE 1 END;
   END IF;
-  result := (local_part - make_interval(mins => offset_minutes)) AT TIME ZONE 'UTC';
-  IF result < '0001-01-01 00:00:00+00' OR result >= '10000-01-01 00:00:00+00' THEN
+  utc := (substr(t, 1, 10) || ' ' || substr(t, 12, 8) || fraction)::timestamp
+         - make_interval(mins => offset_minutes);
+  IF utc < '0001-01-01 00:00:00' OR utc >= '10000-01-01 00:00:00' THEN
     RETURN NULL;
   END IF;
-  RETURN result;
-EXCEPTION WHEN others THEN
-  RETURN NULL;  -- a date that matches the pattern but does not exist (2024-02-30)
+  RETURN utc AT TIME ZONE 'UTC';
 END
 $$;
 

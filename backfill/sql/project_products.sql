@@ -82,12 +82,14 @@ projected AS (
          public.pim_json_int(i.e -> 'file_size', 0, 9223372036854775807) AS file_size,
          public.pim_json_int(i.e -> 'width', 1, 2147483647)::int AS width,
          public.pim_json_int(i.e -> 'height', 1, 2147483647)::int AS height,
-         coalesce(public.pim_legacy_timestamp(i.e -> 'created_at'), i.product_created_at)
-           AS created_at,
-         coalesce(public.pim_legacy_timestamp(i.e -> 'updated_at'),
-                  public.pim_legacy_timestamp(i.e -> 'created_at'), i.product_created_at)
-           AS updated_at
+         coalesce(stamp.created, i.product_created_at) AS created_at,
+         coalesce(stamp.updated, stamp.created, i.product_created_at) AS updated_at
   FROM identified AS i
+  -- each timestamp parsed once (created_at is also updated_at's fallback)
+  CROSS JOIN LATERAL (
+    SELECT public.pim_legacy_timestamp(i.e -> 'created_at') AS created,
+           public.pim_legacy_timestamp(i.e -> 'updated_at') AS updated
+  ) AS stamp
 ),
 inserted AS (
   INSERT INTO product_images (id, product_id, url, "order", is_label, alt_text, tags,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import structlog
@@ -275,3 +276,67 @@ def enqueue(
     jobs = enqueue_backfills(tenants, batch_size=batch_size, max_rate=max_rate, dry_run=dry_run)
     for tenant_id, job_id in jobs.items():
         typer.echo(f"tenant {tenant_id}: " + (f"job {job_id}" if job_id else "already queued"))
+
+
+report = typer.Typer(no_args_is_help=True, help="Reports for operators.")
+cli.add_typer(report, name="report")
+
+
+@report.command("labels")
+def report_labels(tenant: TenantOption = None) -> None:
+    """What the label rule flags (JSONB, before) and what the table holds (after)."""
+    from backfill.labels import COUNTS, label_reports
+
+    engine = _engine()
+    tenants = [t for t in _tenants(engine, tenant) if is_ready(engine, t)]
+    reports = label_reports(engine, tenants, get_settings().legacy_sources)
+    engine.dispose()
+    table = Table(title="labels: rule (before) and table (after)")
+    table.add_column("tenant")
+    for name in COUNTS:
+        table.add_column(name.replace("_", " "), justify="right")
+    for row in reports:
+        table.add_row(
+            str(row.tenant_id) if row.tenant_id is not None else "total",
+            *(str(getattr(row, name)) for name in COUNTS),
+        )
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
+
+
+@cli.command("apply-overrides")
+def apply_overrides_command(
+    path: Annotated[Path, typer.Argument(help="CSV: tenant,product_id,url,is_label")],
+) -> None:
+    """Correct the label rule: set or clear labels from a CSV, in both representations."""
+    from app.services.product_image_service import ProductImageService
+    from backfill.overrides import OverridesFileInvalid, apply_overrides, read_overrides
+
+    try:
+        overrides = read_overrides(path)
+    except OverridesFileInvalid as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    engine = _engine()
+    unknown = {o.tenant_id for o in overrides} - set(select_tenants(engine, None))
+    if unknown:
+        console.print(
+            f"[red]tenant: no tenant with id {', '.join(map(str, sorted(unknown)))}[/red]"
+        )
+        raise typer.Exit(2)
+    settings = get_settings()
+    service = ProductImageService(
+        legacy_sources=settings.legacy_sources,
+        max_images=settings.max_images_per_product,
+        url_bases=(settings.media_base_url, *settings.extra_image_url_bases),
+    )
+    outcomes = apply_overrides(engine, overrides, service)
+    engine.dispose()
+    failed = [o for o in outcomes if not o.applied]
+    console.print(f"{len(outcomes) - len(failed)} override(s) applied, {len(failed)} refused")
+    for outcome in failed:
+        o = outcome.override
+        console.print(
+            f"  line {o.line}: tenant {o.tenant_id} product {o.product_id}: {outcome.reason}"
+        )
+    if failed:
+        raise typer.Exit(1)

@@ -1,0 +1,48 @@
+"""The label report: what the rule flags (before) against what the table holds (after)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+
+from sqlalchemy import Engine, text
+
+from app.core.database import quoted_schema, tenant_schema
+from backfill.projection import sql
+
+
+@dataclass(frozen=True)
+class LabelReport:
+    """One tenant's label counts (or the total over tenants, with tenant_id None)."""
+
+    tenant_id: int | None
+    legacy_products: int = 0
+    rule_labels: int = 0
+    review_single_image: int = 0
+    legacy_without_images: int = 0
+    migrated_products: int = 0
+    table_labels: int = 0
+    labels_outside_rule: int = 0
+    legacy_unlabelled_in_table: int = 0
+
+
+COUNTS = tuple(f.name for f in fields(LabelReport) if f.name != "tenant_id")
+
+
+def label_reports(
+    engine: Engine, tenant_ids: Sequence[int], legacy_sources: Sequence[str]
+) -> list[LabelReport]:
+    """One report per tenant, then the total."""
+    reports = []
+    with engine.connect() as connection:
+        for tenant_id in tenant_ids:
+            connection.execute(
+                text(f"SET search_path TO {quoted_schema(tenant_schema(tenant_id))}, public")
+            )
+            row = connection.execute(
+                text(sql("label_report")), {"legacy_sources": list(legacy_sources)}
+            ).one()
+            reports.append(LabelReport(tenant_id, **{n: int(getattr(row, n)) for n in COUNTS}))
+        connection.rollback()
+    total = LabelReport(None, **{n: sum(getattr(r, n) for r in reports) for n in COUNTS})
+    return [*reports, total]

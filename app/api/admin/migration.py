@@ -55,7 +55,7 @@ class BackfillQueued(BaseModel):
 
 
 class TenantMigration(BaseModel):
-    """One tenant's migration state."""
+    """One tenant's migration state (backfill.status.TenantStatus over HTTP)."""
 
     tenant_id: int
     products: int
@@ -99,18 +99,6 @@ async def queue_backfill(
 def migration_state(engine: EngineDep, _admin: AdminPrincipal) -> list[TenantMigration]:
     """Per tenant: counts, migrated share, verification, last run and its rate."""
     return [
-        TenantMigration(
-            tenant_id=row.tenant_id,
-            products=row.products,
-            jsonb_images=row.jsonb_images,
-            table_rows=row.table_rows,
-            rejected=row.rejected,
-            labels=row.labels,
-            migrated_percent=round(row.migrated_percent, 2),
-            verified_at=row.verified_at,
-            last_run_status=row.last_run_status,
-            last_run_at=row.last_run_at,
-            last_run_rate=row.last_run_rate,
-        )
+        TenantMigration.model_validate(row, from_attributes=True)
         for row in tenant_status(engine, select_tenants(engine, None))
     ]

@@ -90,3 +90,56 @@ def test_admin_endpoint_queues_jobs_and_shows_the_migration(
     mine = next(row for row in state.json() if row["tenant_id"] == tenant)
     assert (mine["products"], mine["jsonb_images"], mine["table_rows"]) == (5, 25, 0)
     assert mine["verified_at"] is None
+
+
+def test_a_killed_workers_tenant_is_taken_over_and_finished_by_another_worker(
+    database_url: str, engine: Engine, tenant: int, tmp_path: Path
+) -> None:
+    """The lease drill: kill -9 a worker mid-tenant; after its heartbeat goes stale (30 s),
+    the periodic sweeper of the surviving worker requeues the job, which resumes from the
+    checkpoint. Takes about a minute (heartbeat timeout plus the sweeper's minute cron)."""
+    many_products(engine, tenant, 400, images_each=5)
+    queue = build_app(database_url)
+    register_tasks(queue)
+    job_id = enqueue_backfills([tenant], batch_size=10, max_rate=200.0, procrastinate_app=queue)[
+        tenant
+    ]
+    assert job_id is not None
+
+    def worker() -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "backfill", "worker", "--concurrency", "1"],
+            cwd=PROJECT_ROOT,
+            env={**os.environ, "DATABASE_URL": database_url, "DATA_DIR": str(tmp_path)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+
+    first = worker()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and image_rows(engine, tenant)[0] < 200:
+        time.sleep(0.1)
+    first.kill()  # SIGKILL: no chance to finish the batch or release the job
+    first.wait(timeout=10)
+    stopped_at = image_rows(engine, tenant)[0]
+    assert 0 < stopped_at < 2000
+    assert job_statuses(engine, [job_id]) == ["doing"], "a dead worker's job stays in doing"
+
+    second = worker()
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and image_rows(engine, tenant)[0] < 2000:
+            assert second.poll() is None
+            time.sleep(0.5)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=60)
+
+    assert image_rows(engine, tenant) == (2000, 2000)
+    assert verify_tenant(engine, tenant).is_verified
+    with engine.connect() as connection:
+        runs = connection.execute(
+            text(f"SELECT count(*) FROM user_{tenant}.backfill_runs")
+        ).scalar_one()
+    assert runs == 1, "the second worker resumed the first one's run from its checkpoint"

@@ -1,0 +1,128 @@
+"""The backfill over many small tenants against a raw per-schema loop, in one process.
+
+    .venv/bin/python bench/backfill_tenants.py --tenants 1000 --products 120 --images 5
+
+Reports runner / raw (target >= 0.70): `run_tenant` for every tenant (run bookkeeping,
+advisory lock, checkpoints) against one `INSERT ... SELECT` of the same projection per
+schema. Needs DATABASE_URL pointing at a server where it may create a scratch database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import uuid
+
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from app.core import migrate
+from app.core.database import make_engine, sqlalchemy_url, tenant_schema
+from backfill.projection import project_products
+from backfill.runner import RunOptions, run_tenant
+
+LEGACY = ("pythonApiWOO",)
+
+
+def fill(engine: Engine, tenants: list[int], products: int, images: int) -> None:
+    with engine.begin() as connection:
+        for tenant in tenants:
+            connection.execute(
+                text(
+                    f"INSERT INTO {tenant_schema(tenant)}.products (title, price, source, images) "
+                    "SELECT 'item ' || g, 10,"
+                    " CASE WHEN g % 5 = 0 THEN 'pythonApiWOO' ELSE 'stoflow' END,"
+                    " (SELECT jsonb_agg(jsonb_build_object("
+                    "    'url', 'https://cdn.example/' || g || '/' || k || '.jpg', 'order', k))"
+                    "  FROM generate_series(0, :n - 1) k) FROM generate_series(1, :count) g"
+                ),
+                {"n": images, "count": products},
+            )
+
+
+def clear(engine: Engine, tenants: list[int]) -> None:
+    with engine.begin() as connection:
+        for tenant in tenants:
+            schema = tenant_schema(tenant)
+            connection.execute(
+                text(
+                    f"TRUNCATE {schema}.product_images, {schema}.rejected_image_elements, "
+                    f"{schema}.backfill_runs"
+                )
+            )
+    with engine.connect() as connection:
+        connection.execute(text("CHECKPOINT"))
+
+
+def raw(engine: Engine, tenants: list[int]) -> float:
+    started = time.perf_counter()
+    for tenant in tenants:
+        with engine.begin() as connection:
+            connection.execute(text(f"SET LOCAL search_path TO {tenant_schema(tenant)}, public"))
+            ids = list(connection.execute(text("SELECT id FROM products")).scalars())
+            project_products(connection, ids, LEGACY)
+    return time.perf_counter() - started
+
+
+def runner(engine: Engine, tenants: list[int]) -> float:
+    started = time.perf_counter()
+    for tenant in tenants:
+        assert run_tenant(engine, tenant, RunOptions(legacy_sources=LEGACY)).status == "done"
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tenants", type=int, default=1000)
+    parser.add_argument("--products", type=int, default=120)
+    parser.add_argument("--images", type=int, default=5)
+    args = parser.parse_args()
+    server = make_url(sqlalchemy_url(os.environ["DATABASE_URL"]))
+    name = f"pim_bench_{uuid.uuid4().hex[:6]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    engine = make_engine(server.set(database=name).render_as_string(hide_password=False))
+    try:
+        migrate.upgrade(engine, scope="public")
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO public.users (email) SELECT 'b' || g || '@example.com' "
+                    "FROM generate_series(1, :n) g"
+                ),
+                {"n": args.tenants},
+            )
+            tenants = list(
+                connection.execute(text("SELECT id FROM public.users ORDER BY id")).scalars()
+            )
+        started = time.perf_counter()
+        migrate.upgrade(engine)
+        migrate_s = time.perf_counter() - started
+        fill(engine, tenants, args.products, args.images)
+        total = args.tenants * args.products * args.images
+        clear(engine, tenants)
+        raw_s = raw(engine, tenants)
+        clear(engine, tenants)
+        runner_s = runner(engine, tenants)
+        print(f"{args.tenants} tenants x {args.products * args.images} images = {total} images")
+        print(
+            f"alembic upgrade head     : {migrate_s:7.2f} s  "
+            f"({1000 * migrate_s / args.tenants:.1f} ms per tenant)"
+        )
+        print(f"raw per-schema loop      : {raw_s:7.2f} s  {total / raw_s:9.0f} images/s")
+        print(
+            f"backfill runner, all     : {runner_s:7.2f} s  {total / runner_s:9.0f} images/s  "
+            f"({1000 * runner_s / args.tenants:.1f} ms per tenant)"
+        )
+        print(f"runner / raw = {raw_s / runner_s:.2f}  (target >= 0.70)")
+    finally:
+        engine.dispose()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+if __name__ == "__main__":
+    main()

@@ -58,7 +58,7 @@ RETURNS timestamptz LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     WHEN p[1]::int < 1 OR p[2]::int < 1 OR p[2]::int > 12 OR p[3]::int < 1 THEN NULL
     WHEN p[3]::int > extract(day FROM make_date(p[1]::int, p[2]::int, 1)
                                       + interval '1 month - 1 day') THEN NULL
-    WHEN p[9] IS NOT NULL AND (p[10]::int > 23 OR coalesce(p[12], '0')::int > 59) THEN NULL
+    WHEN p[9] IS NOT NULL AND p[10]::int * 60 + coalesce(p[12], '0')::int >= 24 * 60 THEN NULL
     ELSE public.pim_utc_within_years(
       (p[1] || '-' || p[2] || '-' || p[3] || ' ' || p[4] || ':' || p[5] || ':' || p[6]
        || coalesce(p[7], ''))::timestamp
@@ -92,7 +92,7 @@ RETURNS numeric LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     WHEN jsonb_typeof(value) = 'number' THEN CASE
       WHEN abs((value #>> '{}')::numeric) >= 2::numeric ^ 1024 - 2::numeric ^ 970 THEN NULL
       WHEN abs((value #>> '{}')::numeric) * 2::numeric ^ 1075 <= 1 THEN 0
-      ELSE (value #>> '{}')::float8::text::numeric
+      ELSE (value #>> '{}')::numeric
     END
     WHEN jsonb_typeof(value) = 'string'
          AND (value #>> '{}') ~ '^[ \t\n\r\f\v]*-?[0-9]+(\.[0-9]+)?[ \t\n\r\f\v]*$'

@@ -26,8 +26,8 @@ LEGACY = ("pythonApiWOO",)
 
 
 def fill(engine: Engine, tenants: list[int], products: int, images: int) -> None:
-    with engine.begin() as connection:
-        for tenant in tenants:
+    for tenant in tenants:  # one transaction per schema: one would run out of lock slots
+        with engine.begin() as connection:
             connection.execute(
                 text(
                     f"INSERT INTO {tenant_schema(tenant)}.products (title, price, source, images) "
@@ -42,8 +42,8 @@ def fill(engine: Engine, tenants: list[int], products: int, images: int) -> None
 
 
 def clear(engine: Engine, tenants: list[int]) -> None:
-    with engine.begin() as connection:
-        for tenant in tenants:
+    for tenant in tenants:
+        with engine.begin() as connection:
             schema = tenant_schema(tenant)
             connection.execute(
                 text(

@@ -92,7 +92,7 @@ RETURNS numeric LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     WHEN jsonb_typeof(value) = 'number' THEN CASE
       WHEN abs((value #>> '{}')::numeric) >= 2::numeric ^ 1024 - 2::numeric ^ 970 THEN NULL
       WHEN abs((value #>> '{}')::numeric) * 2::numeric ^ 1075 <= 1 THEN 0
-      ELSE (value #>> '{}')::numeric
+      ELSE (value #>> '{}')::float8::text::numeric
     END
     WHEN jsonb_typeof(value) = 'string'
          AND (value #>> '{}') ~ '^[ \t\n\r\f\v]*-?[0-9]+(\.[0-9]+)?[ \t\n\r\f\v]*$'

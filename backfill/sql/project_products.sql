@@ -72,7 +72,7 @@ identified AS (
   -- within a product (distinct names), so the join adds no rows.
   SELECT d.*,
          CASE WHEN d.carried_id IS NOT NULL
-                   AND (owner.new_order IS NULL OR owner.new_order = d.new_order)
+                   
                    AND row_number() OVER (PARTITION BY d.product_id, d.carried_id
                                           ORDER BY d.new_order) = 1
               THEN d.carried_id ELSE d.derived_id END AS image_id

@@ -81,7 +81,7 @@ odd_timestamps = st.sampled_from(
         "2024-01-01T10:00:00z",
     ]
 )
-any_timestamps = st.one_of(timestamp_texts(), invalid_timestamps, odd_timestamps)
+any_timestamps = st.one_of(timestamp_texts(), invalid_timestamps, odd_timestamps, odd_timestamps)
 
 sizes = st.one_of(
     st.integers(min_value=-2, max_value=5),
@@ -115,7 +115,7 @@ def full_format_elements(draw: st.DrawFn, product_id: int) -> dict[str, Any]:
             )
         )
     if draw(st.booleans()):
-        element["order"] = draw(st.one_of(usable_orders, unusable_orders, raw_numbers))
+        element["order"] = draw(st.one_of(usable_orders, unusable_orders, raw_numbers, raw_numbers))
     if draw(st.booleans()):
         element["is_label"] = draw(st.sampled_from([True, False, "true", 1, 0, None]))
     if draw(st.booleans()):

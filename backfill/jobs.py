@@ -4,6 +4,7 @@ tenant, any number of workers on any number of machines, stalled jobs taken over
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from functools import lru_cache
@@ -72,8 +73,6 @@ class JobControls:
 
     def sleep(self, seconds: float) -> None:
         """Plain sleep (jobs run in worker threads)."""
-        import time
-
         time.sleep(seconds)
 
 

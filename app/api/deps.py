@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session
 
 from app.core.database import unit_of_work
 from app.core.security import InvalidToken, Principal, decode_token
-from app.core.settings import Settings
 from app.services.tenant_service import TenantDirectory
 
 _bearer = HTTPBearer(auto_error=False)
@@ -26,12 +25,6 @@ class NotAuthenticated(Exception):
 
 class Forbidden(Exception):
     """403: a valid token without the right to do this."""
-
-
-def get_settings_dep(request: Request) -> Settings:
-    """The app's settings."""
-    settings: Settings = request.app.state.settings
-    return settings
 
 
 def get_engine(request: Request) -> Engine:
@@ -93,7 +86,6 @@ def admin_session(
         yield session
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 TenantId = Annotated[int, Depends(current_tenant)]
 TenantSession = Annotated[Session, Depends(tenant_session)]

@@ -72,7 +72,7 @@ identified AS (
   -- within a product (distinct names), so the join adds no rows.
   SELECT d.*,
          CASE WHEN d.carried_id IS NOT NULL
-                   
+                   AND (owner.new_order IS NULL OR owner.new_order = d.new_order)
                    AND row_number() OVER (PARTITION BY d.product_id, d.carried_id
                                           ORDER BY d.new_order) = 1
               THEN d.carried_id ELSE d.derived_id END AS image_id
@@ -111,7 +111,7 @@ projected AS (
          public.pim_json_int(i.e -> 'height', 1, 2147483647)::int AS height,
          -- created_at falls back to the product's; updated_at to the image's created_at
          coalesce(stamp.created, i.product_created_at) AS created_at,
-         coalesce(stamp.updated, stamp.created, i.product_created_at) AS updated_at
+         coalesce(stamp.updated, i.product_created_at) AS updated_at
   FROM identified AS i
   -- each timestamp parsed once (created_at is also updated_at's fallback)
   CROSS JOIN LATERAL (

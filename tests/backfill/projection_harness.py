@@ -76,7 +76,12 @@ def insert_product(
     return int(
         connection.execute(
             text(f"INSERT INTO products ({columns}) VALUES ({values}) RETURNING id"),
-            {"id": product_id, "source": source, "images": images_json, "created": PRODUCT_CREATED_AT},
+            {
+                "id": product_id,
+                "source": source,
+                "images": images_json,
+                "created": PRODUCT_CREATED_AT,
+            },
         ).scalar_one()
     )
 

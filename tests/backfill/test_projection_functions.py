@@ -26,7 +26,7 @@ from app.images.normalise import (
 )
 from backfill.projection import apply_functions
 from tests.backfill.test_projection_differential import any_timestamps, raw_numbers, sizes
-from tests.images.strategies import URL_POOL, unusable_orders, usable_orders, urls
+from tests.images.strategies import URL_POOL, unusable_orders, urls, usable_orders
 
 MANY = settings(
     max_examples=500,

@@ -230,25 +230,31 @@ def test_a_dry_run_measures_and_keeps_nothing(engine: Engine, tenant: int) -> No
     assert count(engine, tenant, "backfill_runs") == 0
 
 
+class HoldsTheTenant(Scripted):
+    """Pauses inside the run until released: the run holds the tenant's lock meanwhile."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inside = threading.Event()
+        self.leave = threading.Event()
+
+    def is_paused(self) -> bool:
+        self.inside.set()
+        self.leave.wait(10)
+        return False
+
+
 def test_two_runners_never_take_the_same_tenant(engine: Engine, tenant: int) -> None:
     seed(engine, tenant)
-    inside = threading.Event()
-    leave = threading.Event()
-
-    def hold(*_: Any) -> None:
-        inside.set()
-        leave.wait(10)
-
-    holder_controls = Scripted()
-    holder_controls.is_paused = lambda: not leave.is_set() and (hold() or False)  # type: ignore[method-assign]
+    holder = HoldsTheTenant()
     first = threading.Thread(
-        target=run_tenant, args=(engine, tenant, RunOptions()), kwargs={"controls": holder_controls}
+        target=run_tenant, args=(engine, tenant, RunOptions()), kwargs={"controls": holder}
     )
     first.start()
     try:
-        assert inside.wait(10)
+        assert holder.inside.wait(10)
         with pytest.raises(TenantBusy):
             run_tenant(engine, tenant, RunOptions())
     finally:
-        leave.set()
+        holder.leave.set()
         first.join()

@@ -111,7 +111,7 @@ projected AS (
          public.pim_json_int(i.e -> 'height', 1, 2147483647)::int AS height,
          -- created_at falls back to the product's; updated_at to the image's created_at
          coalesce(stamp.created, i.product_created_at) AS created_at,
-         coalesce(stamp.updated, i.product_created_at) AS updated_at
+         coalesce(stamp.updated, stamp.created, i.product_created_at) AS updated_at
   FROM identified AS i
   -- each timestamp parsed once (created_at is also updated_at's fallback)
   CROSS JOIN LATERAL (

@@ -1,1 +1,21 @@
-"""Object storage behind one interface: a local folder (default) or S3/R2."""
+"""Object storage behind one interface: a local folder (default) or an S3 bucket such as R2."""
+
+from app.storage.base import (
+    InvalidKey,
+    ObjectNotFound,
+    Storage,
+    StorageError,
+    StorageUnavailable,
+    StoredObject,
+    check_key,
+)
+
+__all__ = [
+    "InvalidKey",
+    "ObjectNotFound",
+    "Storage",
+    "StorageError",
+    "StorageUnavailable",
+    "StoredObject",
+    "check_key",
+]

@@ -1,4 +1,4 @@
-"""The storage interface: where image objects live (a local folder or an S3 bucket such as R2)."""
+"""The storage interface: errors, the stored-object record, key rules and URL mapping."""
 
 from __future__ import annotations
 
@@ -7,28 +7,40 @@ from dataclasses import dataclass
 from typing import Protocol
 
 MAX_KEY_LENGTH = 512
-_KEY = re.compile(r"[A-Za-z0-9._/-]+")
+_KEY_CHARACTERS = re.compile(r"[A-Za-z0-9._/-]+")
 
 
 class StorageError(Exception):
-    """Base of storage failures."""
+    """Base of every storage failure."""
 
 
 class ObjectNotFound(StorageError):
-    """No object under this key."""
+    """No object is stored under the key."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"no object stored under {key!r}")
+        self.key = key
 
 
 class StorageUnavailable(StorageError):
-    """The storage cannot be written or read right now (disk full, read-only, network)."""
+    """The storage cannot be read or written right now (disk full, read-only, network)."""
 
 
 class InvalidKey(StorageError, ValueError):
-    """A key that could escape the storage root or is not a plain relative path."""
+    """A key that is not a plain relative path of safe characters."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(
+            f"invalid storage key {key[:80]!r}: {problem}; keys are 1-{MAX_KEY_LENGTH} characters"
+            " of A-Z a-z 0-9 . _ / - forming a relative path whose segments are non-empty"
+            " and do not start with '.'"
+        )
+        self.key = key
 
 
 @dataclass(frozen=True)
 class StoredObject:
-    """An object as stored."""
+    """An object as stored: where it lives and what it holds."""
 
     key: str
     url: str
@@ -37,49 +49,63 @@ class StoredObject:
 
 
 class Storage(Protocol):
-    """What the app needs from object storage."""
+    """What the app needs from object storage: a local folder or an S3 bucket such as R2."""
 
     @property
     def base_url(self) -> str:
-        """The public URL prefix of every object."""
+        """The public URL prefix (no trailing slash) every object URL starts with."""
+        ...
 
     def put(self, key: str, data: bytes, *, content_type: str) -> StoredObject:
-        """Store bytes under a key, atomically."""
+        """Store the bytes under the key, replacing any object there, all or nothing."""
+        ...
 
     def get(self, key: str) -> bytes:
-        """The object's bytes, or ObjectNotFound."""
+        """The object's bytes; ObjectNotFound when nothing is stored under the key."""
+        ...
 
     def exists(self, key: str) -> bool:
         """Whether an object is stored under the key."""
+        ...
 
     def delete(self, key: str) -> None:
-        """Remove the object (a missing one is fine)."""
+        """Remove the object; deleting a missing object is fine."""
+        ...
 
     def url_for(self, key: str) -> str:
-        """The public URL of a key."""
+        """The public URL of the object under the key."""
+        ...
 
     def key_for_url(self, url: str) -> str | None:
-        """The key of one of our URLs, None for a URL outside the base."""
+        """The key behind one of our URLs; None for a URL outside the base."""
+        ...
 
 
 def check_key(key: str) -> str:
-    """A relative key of `[A-Za-z0-9._/-]`, no `..`, no hidden segment, at most 512 chars."""
-    if not key or len(key) > MAX_KEY_LENGTH or not _KEY.fullmatch(key):
-        raise InvalidKey(f"invalid key {key!r}: use 1-512 characters of A-Z a-z 0-9 . _ / -")
-    segments = key.split("/")
-    if key.startswith("/") or any(not s or s.startswith(".") for s in segments):
-        raise InvalidKey(f"invalid key {key!r}: relative, no empty, '.' or '..' segments")
+    """Return the key unchanged if it is valid, else raise InvalidKey saying why."""
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise InvalidKey(key, f"length {len(key)} is outside 1-{MAX_KEY_LENGTH}")
+    if not _KEY_CHARACTERS.fullmatch(key):
+        raise InvalidKey(key, "it contains a character outside A-Z a-z 0-9 . _ / -")
+    if key.startswith("/"):
+        raise InvalidKey(key, "it is absolute")
+    for segment in key.split("/"):
+        if not segment:
+            raise InvalidKey(key, "it has an empty segment")
+        # Covers '.' and '..' as well as hidden names such as the local '.blobs' folder.
+        if segment.startswith("."):
+            raise InvalidKey(key, f"segment {segment!r} starts with '.'")
     return key
 
 
 def url_for(base_url: str, key: str) -> str:
-    """`base_url/key`."""
+    """The URL of a key under a base URL: `base/key`."""
     return f"{base_url.rstrip('/')}/{check_key(key)}"
 
 
 def key_for_url(base_url: str, url: str) -> str | None:
-    """Inverse of url_for; None when the URL is not under the base or its key is invalid."""
-    prefix = base_url.rstrip("/") + "/"
+    """The key of a URL under the base URL; None when outside the base or not a valid key."""
+    prefix = f"{base_url.rstrip('/')}/"
     if not url.startswith(prefix):
         return None
     try:

@@ -118,7 +118,8 @@ projected AS (
     SELECT public.pim_timestamp_from_parts(parts.created) AS created,
            public.pim_timestamp_from_parts(parts.updated) AS updated
     FROM (SELECT public.pim_timestamp_parts(i.e -> 'created_at') AS created,
-                 public.pim_timestamp_parts(i.e -> 'updated_at') AS updated) AS parts
+                 public.pim_timestamp_parts(i.e -> 'updated_at') AS updated
+          OFFSET 0) AS parts
   ) AS stamp
 ),
 inserted AS (

@@ -1,41 +1,62 @@
-"""FileService: validate an uploaded picture from its bytes, then store it."""
+"""FileService: check an uploaded picture from its own bytes, then store it."""
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import PurePosixPath
+from typing import Literal
 from uuid import uuid4
 
-from PIL import Image as PillowImage
-from PIL import UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from app.storage.base import Storage
 
-ACCEPTED = {
+RejectionReason = Literal[
+    "empty",
+    "too_large",
+    "not_an_image",
+    "unsupported_type",
+    "type_mismatch",
+    "decompression_bomb",
+    "corrupt",
+]
+
+ALLOWED = "a JPEG (.jpg, .jpeg), PNG (.png) or WebP (.webp) image"
+
+# Pillow format -> (MIME type, extension of the stored key). MPO is what Pillow calls the
+# multi-picture JPEG many phone cameras write; browsers show it as an ordinary JPEG.
+_FORMATS: dict[str, tuple[str, str]] = {
     "JPEG": ("image/jpeg", ".jpg"),
+    "MPO": ("image/jpeg", ".jpg"),
     "PNG": ("image/png", ".png"),
     "WEBP": ("image/webp", ".webp"),
 }
-EXTENSIONS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP"}
-DECLARED = {
-    "image/jpeg": "JPEG",
-    "image/jpg": "JPEG",
-    "image/pjpeg": "JPEG",
-    "image/png": "PNG",
-    "image/webp": "WEBP",
+_DECLARED_ALIASES = {
+    "image/jpg": "image/jpeg",
+    "image/pjpeg": "image/jpeg",
+    "image/x-png": "image/png",
+}
+# Clients send these when they do not know the type: no claim, so nothing to contradict.
+_UNCLAIMED_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"})
+_EXTENSIONS = {
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".jpe": "image/jpeg",
+    ".jfif": "image/jpeg",
+    ".png": "image/png",
+    ".webp": "image/webp",
 }
 
 
 class UploadRejected(Exception):
     """An upload refused before anything was stored; `reason` is a machine-readable code."""
 
-    field = "file"
-
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: RejectionReason, message: str) -> None:
         super().__init__(message)
-        self.reason = reason
+        self.field = "file"
+        self.reason: RejectionReason = reason
+        self.message = message
 
 
 @dataclass(frozen=True)
@@ -51,8 +72,8 @@ class UploadedFile:
 
 
 @dataclass(frozen=True)
-class Sniffed:
-    """Type and size read from an image's header."""
+class SniffedImage:
+    """What an image's header says, read without decoding a pixel."""
 
     pillow_format: str
     width: int
@@ -60,7 +81,7 @@ class Sniffed:
 
 
 class FileService:
-    """Uploads: type sniffed from the bytes (JPEG, PNG, WebP), size and pixel limits."""
+    """Uploads of JPEG, PNG and WebP pictures, checked from their bytes before being stored."""
 
     def __init__(self, storage: Storage, *, max_bytes: int, max_pixels: int) -> None:
         self.storage = storage
@@ -75,92 +96,118 @@ class FileService:
         declared_content_type: str | None = None,
         filename: str | None = None,
     ) -> UploadedFile:
-        """Validate, then store under `key_prefix/<random>.<ext>`; nothing stored on refusal."""
-        sniffed = self.inspect(data, declared_content_type=declared_content_type, filename=filename)
-        mime_type, extension = ACCEPTED[sniffed.pillow_format]
-        key = f"{key_prefix}/{uuid4().hex}{extension}"
-        stored = self.storage.put(key, data, content_type=mime_type)
+        """Check the bytes, then store them under `key_prefix/<random>.<ext>`."""
+        header = self.check(data, declared_content_type=declared_content_type, filename=filename)
+        mime_type, extension = _FORMATS[header.pillow_format]
+        stored = self.storage.put(
+            f"{key_prefix}/{uuid4().hex}{extension}", data, content_type=mime_type
+        )
         return UploadedFile(
             url=stored.url,
             key=stored.key,
             mime_type=mime_type,
             file_size=len(data),
-            width=sniffed.width,
-            height=sniffed.height,
+            width=header.width,
+            height=header.height,
         )
 
     def discard(self, uploaded: UploadedFile) -> None:
         """Remove a stored upload whose image record could not be written."""
         self.storage.delete(uploaded.key)
 
-    def inspect(
+    def check(
         self, data: bytes, *, declared_content_type: str | None = None, filename: str | None = None
-    ) -> Sniffed:
-        """Read type and dimensions from the bytes and check every limit."""
+    ) -> SniffedImage:
+        """Raise UploadRejected unless the bytes are an acceptable, intact, honest picture."""
         if not data:
-            raise UploadRejected("empty", "the file is empty")
+            raise UploadRejected("empty", f"the file is empty: upload {ALLOWED}")
         if len(data) > self.max_bytes:
             raise UploadRejected(
-                "too_large", f"the file is larger than the {self.max_bytes} bytes allowed"
+                "too_large",
+                f"the file is larger than the {self.max_bytes} bytes allowed: "
+                f"upload {ALLOWED} of at most {self.max_bytes} bytes",
             )
-        sniffed = self._sniff(data)
-        if sniffed.pillow_format not in ACCEPTED:
-            raise UploadRejected(
-                "unsupported_type",
-                f"{sniffed.pillow_format} images are not accepted: use JPEG, PNG or WebP",
-            )
-        claimed = _claimed_formats(declared_content_type, filename)
-        if claimed - {sniffed.pillow_format}:
-            raise UploadRejected(
-                "type_mismatch",
-                f"the file is {sniffed.pillow_format} but claims to be "
-                + " and ".join(sorted(claimed)),
-            )
-        if sniffed.width * sniffed.height > self.max_pixels:
+        header = _read_header(data)
+        if header.width * header.height > self.max_pixels:
             raise UploadRejected(
                 "decompression_bomb",
-                f"{sniffed.width}x{sniffed.height} pixels exceeds the {self.max_pixels} allowed",
+                f"the image is {header.width}x{header.height} pixels, more than the "
+                f"{self.max_pixels} allowed: upload {ALLOWED} of at most {self.max_pixels} pixels",
             )
-        self._verify(data)
-        return sniffed
-
-    @staticmethod
-    def _sniff(data: bytes) -> Sniffed:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", PillowImage.DecompressionBombWarning)
-                # Header only: Pillow's open is lazy, no pixel is decoded here.
-                with PillowImage.open(BytesIO(data)) as image:
-                    return Sniffed(str(image.format), image.width, image.height)
-        except (
-            UnidentifiedImageError,
-            PillowImage.DecompressionBombError,
-            PillowImage.DecompressionBombWarning,
-        ) as exc:
-            if isinstance(exc, UnidentifiedImageError):
-                raise UploadRejected("not_an_image", "the file is not an image") from None
-            raise UploadRejected("decompression_bomb", str(exc)) from None
-        except (OSError, ValueError, SyntaxError) as exc:
-            raise UploadRejected("corrupt", f"the image cannot be read: {exc}") from None
-
-    @staticmethod
-    def _verify(data: bytes) -> None:
-        try:
-            with PillowImage.open(BytesIO(data)) as image:
-                image.verify()
-            # verify() does not decode pixel data; a full load catches truncated bodies.
-            with PillowImage.open(BytesIO(data)) as image:
-                image.load()
-        except Exception as exc:  # Pillow raises many types for corrupt data
-            raise UploadRejected("corrupt", f"the image is corrupt or truncated: {exc}") from None
+        if header.pillow_format not in _FORMATS:
+            raise UploadRejected(
+                "unsupported_type",
+                f"{header.pillow_format} images are not accepted: upload {ALLOWED}",
+            )
+        mime_type = _FORMATS[header.pillow_format][0]
+        for claim in _claims(declared_content_type, filename):
+            if claim.mime_type != mime_type:
+                raise UploadRejected(
+                    "type_mismatch",
+                    f"the file lies about its type: its bytes are {mime_type} but its "
+                    f"{claim.source} says {claim.mime_type}; upload {ALLOWED} whose name "
+                    "and content type match its contents",
+                )
+        _check_intact(data)
+        return header
 
 
-def _claimed_formats(declared: str | None, filename: str | None) -> set[str]:
-    claimed: set[str] = set()
-    if declared and declared.lower() not in ("application/octet-stream", ""):
-        claimed.add(DECLARED.get(declared.lower().split(";")[0].strip(), declared))
-    if filename:
-        suffix = PurePosixPath(filename).suffix.lower()
-        if suffix:
-            claimed.add(EXTENSIONS.get(suffix, suffix))
-    return claimed
+@dataclass(frozen=True)
+class _Claim:
+    """A type the client asserted, and where it asserted it."""
+
+    source: str
+    mime_type: str
+
+
+def _claims(declared_content_type: str | None, filename: str | None) -> list[_Claim]:
+    """The MIME types the declared content type and the filename extension assert."""
+    claims = []
+    declared = (declared_content_type or "").split(";")[0].strip().lower()
+    if declared not in _UNCLAIMED_TYPES:
+        claims.append(_Claim("content type", _DECLARED_ALIASES.get(declared, declared)))
+    extension = PurePosixPath((filename or "").replace("\\", "/")).suffix.lower()
+    if extension:
+        claims.append(_Claim(f"extension {extension!r}", _EXTENSIONS.get(extension, extension)))
+    return claims
+
+
+def _read_header(data: bytes) -> SniffedImage:
+    """Identify the format and size; Pillow's open is lazy, so no pixel is decoded here."""
+    try:
+        with Image.open(BytesIO(data)) as image:
+            return SniffedImage(str(image.format), image.width, image.height)
+    except UnidentifiedImageError:
+        raise UploadRejected(
+            "not_an_image", f"the file is not an image: upload {ALLOWED}"
+        ) from None
+    # Pillow's own guard against its global limit; the warning arrives as an exception only
+    # where warnings are errors. The limit is not changed here: it is shared by the process.
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise UploadRejected(
+            "decompression_bomb", f"the image declares too many pixels ({exc}): upload {ALLOWED}"
+        ) from None
+    except Exception as exc:  # Pillow's parsers raise assorted types on a mangled header
+        raise _corrupt(exc) from None
+
+
+def _check_intact(data: bytes) -> None:
+    """Refuse a truncated or corrupt file: verify its structure, then decode it once."""
+    try:
+        with Image.open(BytesIO(data)) as image:
+            image.verify()
+        # verify() checks chunk checksums (PNG) but decodes nothing, and for JPEG it checks
+        # nothing: only decoding notices a cut-off body. A fresh open, as verify() spends it.
+        with Image.open(BytesIO(data)) as image:
+            # JPEG can decode at 1/8 scale, still reading every byte, for 1/64 of the memory.
+            image.draft(image.mode, (max(1, image.width // 8), max(1, image.height // 8)))
+            image.load()
+    except Exception as exc:  # truncation is OSError, bad data anything from SyntaxError up
+        raise _corrupt(exc) from None
+
+
+def _corrupt(exc: Exception) -> UploadRejected:
+    """The rejection of an image Pillow cannot read to the end."""
+    return UploadRejected(
+        "corrupt", f"the image is truncated or corrupt ({exc}): upload an intact {ALLOWED}"
+    )

@@ -113,13 +113,10 @@ projected AS (
          coalesce(stamp.created, i.product_created_at) AS created_at,
          coalesce(stamp.updated, stamp.created, i.product_created_at) AS updated_at
   FROM identified AS i
-  -- each timestamp parsed once (created_at is also updated_at's fallback)
+  -- Each timestamp parsed once (created_at is also updated_at's fallback).
   CROSS JOIN LATERAL (
-    SELECT public.pim_timestamp_from_parts(parts.created) AS created,
-           public.pim_timestamp_from_parts(parts.updated) AS updated
-    FROM (SELECT public.pim_timestamp_parts(i.e -> 'created_at') AS created,
-                 public.pim_timestamp_parts(i.e -> 'updated_at') AS updated
-          OFFSET 0) AS parts
+    SELECT public.pim_legacy_timestamp(i.e -> 'created_at') AS created,
+           public.pim_legacy_timestamp(i.e -> 'updated_at') AS updated
   ) AS stamp
 ),
 inserted AS (

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine
 
@@ -96,7 +96,8 @@ uuid_texts = st.uuids().map(str)
 def full_format_elements(draw: st.DrawFn, product_id: int) -> dict[str, Any]:
     """An object with a usable or broken url and any of the full-format keys, dirty."""
     element: dict[str, Any] = {
-        "url": draw(st.one_of(st.sampled_from(URL_POOL), st.sampled_from(["", " \u3000", 7])))
+        # mostly usable, often duplicated, sometimes blank or not a string
+        "url": draw(st.sampled_from([*URL_POOL, *URL_POOL, "", " \u3000", 7]))
     }
     if draw(st.booleans()):
         # derived ids of this product's likely images, so that carried ids collide with them
@@ -146,13 +147,18 @@ def columns(draw: st.DrawFn, product_id: int) -> Any:
         st.one_of(
             full_format_elements(product_id),
             full_format_elements(product_id),
+            full_format_elements(product_id),
             good_legacy_elements(),
             bad_url_elements,
             non_objects,
         ),
+        min_size=2,
         max_size=8,
     )
-    return draw(st.one_of(dirty_legacy_columns, mixed_format_arrays(), tricky, tricky))
+    kind = draw(st.sampled_from(["tricky", "shared", "mixed", "tricky", "tricky"]))
+    event(f"column: {kind}")
+    strategy = {"shared": dirty_legacy_columns, "mixed": mixed_format_arrays(), "tricky": tricky}
+    return draw(strategy[kind])
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +168,7 @@ def schema(engine: Engine) -> str:
 
 
 @settings(
-    max_examples=300,
+    max_examples=400,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -179,4 +185,6 @@ def test_sql_and_python_projections_give_identical_rows(
             outcome = project_in_sql(connection, images_json, source, product_id)
         finally:
             connection.rollback()  # each example leaves nothing behind
+    event(f"images: {min(len(outcome.images), 3)}+, rejected: {min(len(outcome.rejected), 1)}+")
+    event(f"a label: {any(image.is_label for image in outcome.images)}")
     assert_same_projection(outcome, source)

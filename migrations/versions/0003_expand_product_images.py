@@ -4,7 +4,9 @@ Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-25
 
-Online-safe: two new tables, nothing rewritten. The foreign key takes a brief SHARE ROW
+Online-safe: two new tables, nothing rewritten. The API's limits on alt text (500
+characters) and tags (20) are not table constraints on purpose: history migrated from the
+JSONB must land whatever it holds (nothing lost), and new input is checked at the edge. The foreign key takes a brief SHARE ROW
 EXCLUSIVE lock on `products` (validation is instant: the new table is empty); env.py's
 short lock_timeout and retries keep it from queueing behind traffic.
 """
@@ -59,10 +61,6 @@ def upgrade() -> None:
         sa.CheckConstraint(
             "width > 0 AND height > 0", name="ck_product_images_dimensions_positive"
         ),
-        sa.CheckConstraint(
-            "char_length(alt_text) <= 500", name="ck_product_images_alt_text_length"
-        ),
-        sa.CheckConstraint("cardinality(tags) <= 20", name="ck_product_images_tags_count"),
     )
     op.create_index(
         "uq_product_images_one_label",

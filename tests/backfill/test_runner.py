@@ -258,3 +258,17 @@ def test_two_runners_never_take_the_same_tenant(engine: Engine, tenant: int) -> 
     finally:
         holder.leave.set()
         first.join()
+
+
+def test_history_beyond_the_api_limits_migrates_whole(engine: Engine, tenant: int) -> None:
+    """Legacy data is not refused for limits that only new input must respect."""
+    long_alt = "x" * 600
+    many_tags = [f"t{i}" for i in range(25)]
+    product = insert_legacy_product(
+        engine, tenant, [{"url": f"{BASE}/a.jpg", "alt_text": long_alt, "tags": many_tags}]
+    )
+    result = run_tenant(engine, tenant, RunOptions())
+    assert result.status == "done"
+    [row] = table_elements(engine, tenant, product)
+    assert (row["alt_text"], row["tags"]) == (long_alt, many_tags)
+    assert [row] == expected_elements(engine, tenant, product)

@@ -42,8 +42,6 @@ class ProductImage(Base):
         CheckConstraint('"order" >= 0', name="order_not_negative"),
         CheckConstraint("file_size >= 0", name="file_size_not_negative"),
         CheckConstraint("width > 0 AND height > 0", name="dimensions_positive"),
-        CheckConstraint("char_length(alt_text) <= 500", name="alt_text_length"),
-        CheckConstraint("cardinality(tags) <= 20", name="tags_count"),
     )
 
     id: Mapped[UUID] = mapped_column(primary_key=True)

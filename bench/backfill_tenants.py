@@ -10,35 +10,17 @@ schema. Needs DATABASE_URL pointing at a server where it may create a scratch da
 from __future__ import annotations
 
 import argparse
-import os
 import time
-import uuid
 
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from scratch import fill_products, scratch_database  # bench/scratch.py, beside this script
+from sqlalchemy import Engine, text
 
 from app.core import migrate
-from app.core.database import make_engine, sqlalchemy_url, tenant_schema
+from app.core.database import tenant_schema
 from backfill.projection import project_products
 from backfill.runner import RunOptions, run_tenant
 
 LEGACY = ("pythonApiWOO",)
-
-
-def fill(engine: Engine, tenants: list[int], products: int, images: int) -> None:
-    for tenant in tenants:  # one transaction per schema: one would run out of lock slots
-        with engine.begin() as connection:
-            connection.execute(
-                text(
-                    f"INSERT INTO {tenant_schema(tenant)}.products (title, price, source, images) "
-                    "SELECT 'item ' || g, 10,"
-                    " CASE WHEN g % 5 = 0 THEN 'pythonApiWOO' ELSE 'stoflow' END,"
-                    " (SELECT jsonb_agg(jsonb_build_object("
-                    "    'url', 'https://cdn.example/' || g || '/' || k || '.jpg', 'order', k))"
-                    "  FROM generate_series(0, :n - 1) k) FROM generate_series(1, :count) g"
-                ),
-                {"n": images, "count": products},
-            )
 
 
 def clear(engine: Engine, tenants: list[int]) -> None:
@@ -78,13 +60,7 @@ def main() -> None:
     parser.add_argument("--products", type=int, default=120)
     parser.add_argument("--images", type=int, default=5)
     args = parser.parse_args()
-    server = make_url(sqlalchemy_url(os.environ["DATABASE_URL"]))
-    name = f"pim_bench_{uuid.uuid4().hex[:6]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = make_engine(server.set(database=name).render_as_string(hide_password=False))
-    try:
+    with scratch_database() as engine:
         migrate.upgrade(engine, scope="public")
         with engine.begin() as connection:
             connection.execute(
@@ -100,7 +76,8 @@ def main() -> None:
         started = time.perf_counter()
         migrate.upgrade(engine)
         migrate_s = time.perf_counter() - started
-        fill(engine, tenants, args.products, args.images)
+        for tenant in tenants:  # one transaction per schema: one would run out of lock slots
+            fill_products(engine, tenant, args.products, args.images)
         total = args.tenants * args.products * args.images
         clear(engine, tenants)
         raw_s = raw(engine, tenants)
@@ -117,11 +94,6 @@ def main() -> None:
             f"({1000 * runner_s / args.tenants:.1f} ms per tenant)"
         )
         print(f"runner / raw = {raw_s / runner_s:.2f}  (target >= 0.70)")
-    finally:
-        engine.dispose()
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 if __name__ == "__main__":

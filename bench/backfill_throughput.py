@@ -15,37 +15,19 @@ from __future__ import annotations
 import argparse
 import os
 import time
-import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from scratch import fill_products, scratch_database  # bench/scratch.py, beside this script
+from sqlalchemy import text
 
 from app.core import migrate
-from app.core.database import make_engine, sqlalchemy_url, tenant_schema
+from app.core.database import tenant_schema
 from app.images import image_to_row, normalise_legacy
 from app.services.tenant_service import create_tenant
 from backfill.projection import project_products
 from backfill.runner import RunOptions, run_tenant
 
 LEGACY = ("pythonApiWOO",)
-
-
-def fill(engine, tenant: int, products: int, images: int) -> None:  # type: ignore[no-untyped-def]
-    with engine.begin() as connection:
-        connection.execute(
-            text(
-                f"INSERT INTO {tenant_schema(tenant)}.products (title, price, source, images) "
-                "SELECT 'item ' || g, 10,"
-                " CASE WHEN g % 5 = 0 THEN 'pythonApiWOO' ELSE 'stoflow' END,"
-                " (SELECT jsonb_agg(jsonb_build_object("
-                "    'url', 'https://cdn.example/' || g || '/' || k || '.jpg',"
-                "    'order', k, 'created_at', '2024-01-01T10:00:00Z'))"
-                "  FROM generate_series(0, :n - 1) k) FROM generate_series(1, :count) g"
-            ),
-            {"n": images, "count": products},
-        )
-        connection.execute(text(f"ANALYZE {tenant_schema(tenant)}.products"))
 
 
 def clear(engine, tenant: int) -> None:  # type: ignore[no-untyped-def]
@@ -111,16 +93,10 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=5)
     parser.add_argument("--naive-sample", type=int, default=2_000)
     args = parser.parse_args()
-    server = make_url(sqlalchemy_url(os.environ["DATABASE_URL"]))
-    name = f"pim_bench_{uuid.uuid4().hex[:6]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = make_engine(server.set(database=name).render_as_string(hide_password=False))
-    try:
+    with scratch_database() as engine:
         migrate.upgrade(engine)
         tenant = create_tenant(engine, email="bench@example.com").id
-        fill(engine, tenant, args.products, args.images)
+        fill_products(engine, tenant, args.products, args.images)
         total = args.products * args.images
         clear(engine, tenant)
         raw_s = raw(engine, tenant)
@@ -135,11 +111,6 @@ def main() -> None:
         print(f"naive row-by-row (est): {naive_s:8.2f} s  {total / naive_s:10.0f} images/s")
         print(f"runner / raw   = {raw_s / runner_s:.2f}  (target >= 0.80)")
         print(f"runner / naive = {naive_s / runner_s:.1f}x (target >= 15)")
-    finally:
-        engine.dispose()
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 if __name__ == "__main__":

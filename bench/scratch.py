@@ -1,0 +1,49 @@
+"""What the benchmarks share: a scratch database, and legacy products filled in SQL."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from app.core.database import make_engine, sqlalchemy_url, tenant_schema
+
+
+@contextmanager
+def scratch_database() -> Iterator[Engine]:
+    """A new database on DATABASE_URL's server, dropped afterwards."""
+    server = make_url(sqlalchemy_url(os.environ["DATABASE_URL"]))
+    name = f"pim_bench_{uuid.uuid4().hex[:6]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    engine = make_engine(server.set(database=name).render_as_string(hide_password=False))
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def fill_products(engine: Engine, tenant: int, products: int, images: int) -> None:
+    """Legacy products with `images` elements each; every fifth from pythonApiWOO."""
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                f"INSERT INTO {tenant_schema(tenant)}.products (title, price, source, images) "
+                "SELECT 'item ' || g, 10,"
+                " CASE WHEN g % 5 = 0 THEN 'pythonApiWOO' ELSE 'stoflow' END,"
+                " (SELECT jsonb_agg(jsonb_build_object("
+                "    'url', 'https://cdn.example/' || g || '/' || k || '.jpg',"
+                "    'order', k, 'created_at', '2024-01-01T10:00:00Z'))"
+                "  FROM generate_series(0, :n - 1) k) FROM generate_series(1, :count) g"
+            ),
+            {"n": images, "count": products},
+        )
+        connection.execute(text(f"ANALYZE {tenant_schema(tenant)}.products"))

@@ -4,11 +4,13 @@ Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-25
 
-Online-safe: two new tables, nothing rewritten. The API's limits on alt text (500
-characters) and tags (20) are not table constraints on purpose: history migrated from the
-JSONB must land whatever it holds (nothing lost), and new input is checked at the edge. The foreign key takes a brief SHARE ROW
+Online-safe: two new tables, nothing rewritten. The foreign key takes a brief SHARE ROW
 EXCLUSIVE lock on `products` (validation is instant: the new table is empty); env.py's
 short lock_timeout and retries keep it from queueing behind traffic.
+
+The API's limits on alt text (500 characters) and tags (20) are not table constraints on
+purpose: history migrated from the JSONB must land whatever it holds (nothing lost), and
+new input is checked at the edge.
 """
 
 from collections.abc import Sequence

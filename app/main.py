@@ -6,13 +6,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 from app.api import health
 from app.api.admin import migration as admin_migration
 from app.api.admin import tenants as admin_tenants
 from app.api.errors import install_error_handlers
+from app.api.media import MediaFiles
 from app.api.middleware import RequestContextMiddleware
 from app.api.products import images as product_images
 from app.api.products import routes as products
@@ -67,5 +67,5 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.include_router(admin_migration.router)
     if isinstance(storage, LocalStorage):
         storage.root.mkdir(parents=True, exist_ok=True)
-        app.mount("/media", StaticFiles(directory=storage.root), name="media")
+        app.mount("/media", MediaFiles(directory=storage.root), name="media")
     return app

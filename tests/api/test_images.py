@@ -369,3 +369,23 @@ def test_another_tenant_cannot_read_or_change_images(
     )
     assert upload.status_code == 404
     unchanged()
+
+
+def test_media_serves_objects_but_never_the_storage_internals(
+    client: TestClient, auth: dict[str, str], legacy_product: int, settings: Settings
+) -> None:
+    uploaded = client.post(
+        f"{images_path(legacy_product)}/upload",
+        files={"file": ("a.png", picture("PNG"), "image/png")},
+        headers=auth,
+    ).json()
+    assert client.get(uploaded["url"].removeprefix("http://testserver")).status_code == 200
+    blobs = [
+        p
+        for p in settings.resolved_media_root.rglob("*")
+        if p.is_file()
+        and any(part.startswith(".") for part in p.relative_to(settings.resolved_media_root).parts)
+    ]
+    assert blobs, "the local storage keeps deduplicated blobs under a dot folder"
+    hidden = "/".join(blobs[0].relative_to(settings.resolved_media_root).parts)
+    assert client.get(f"/media/{hidden}").status_code == 404

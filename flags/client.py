@@ -1,0 +1,135 @@
+"""One Unleash client per process, evaluating toggles with the tenant as context.
+
+With UNLEASH_URL it polls that server; without, the same official client is bootstrapped
+from flags/toggles.json (Unleash's own format) and a watcher re-bootstraps it when the file
+changes, so local runs evaluate exactly as production does. Failing safe: before the first
+fetch, and for a toggle the server does not know, the defaults below answer; when the server
+goes away the client keeps its last values (docs/research/unleash-client-6.9.1.md).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import structlog
+from UnleashClient import UnleashClient  # type: ignore[attr-defined]
+from UnleashClient.cache import FileCache
+
+from app.core.settings import PROJECT_ROOT
+from flags.stages import Flags
+
+log = structlog.get_logger("flags")
+
+APP_NAME = "product-images"
+TOGGLES_FILE = PROJECT_ROOT / "flags" / "toggles.json"
+
+
+class Toggle(StrEnum):
+    """The migration's toggles, by their Unleash names."""
+
+    DUAL_WRITE = "product-images.dual-write"
+    READ_TABLE = "product-images.read-table"
+    SHADOW_COMPARE = "product-images.shadow-compare"
+    BACKFILL_PAUSE = "product-images.backfill-pause"
+
+
+# What every toggle says when flags cannot be read: reads stay on the JSONB.
+DEFAULTS: dict[Toggle, bool] = {
+    Toggle.DUAL_WRITE: True,
+    Toggle.READ_TABLE: False,
+    Toggle.SHADOW_COMPARE: False,
+    Toggle.BACKFILL_PAUSE: False,
+}
+
+
+class FlagClient:
+    """Evaluates the migration's toggles for a tenant; never raises, never blocks a request."""
+
+    def __init__(
+        self,
+        *,
+        url: str | None = None,
+        api_token: str | None = None,
+        toggles_file: Path = TOGGLES_FILE,
+        refresh_interval: int = 1,
+        watch_interval: float = 1.0,
+    ) -> None:
+        # Each process its own cache folder: the default one is shared and leaks between runs.
+        self._cache_dir = tempfile.TemporaryDirectory(prefix="unleash-cache-")
+        self._stop = threading.Event()
+        self.toggles_file = Path(toggles_file)
+        self.source = url or str(self.toggles_file)
+        if url:
+            self._client = UnleashClient(
+                url=url,
+                app_name=APP_NAME,
+                custom_headers={"Authorization": api_token} if api_token else None,
+                refresh_interval=refresh_interval,
+                request_timeout=2,
+                request_retries=0,
+                disable_metrics=True,
+                cache_directory=self._cache_dir.name,
+            )
+            # A server that accepts connections but never answers would block here for
+            # request_timeout x retries: start in the background, defaults answer meanwhile.
+            threading.Thread(target=self._client.initialize_client, daemon=True).start()
+        else:
+            self._cache = FileCache(APP_NAME, directory=self._cache_dir.name)
+            self._cache.bootstrap_from_file(self.toggles_file)
+            self._client = UnleashClient(
+                url="http://127.0.0.1:9/api",  # never contacted: fetch_toggles=False
+                app_name=APP_NAME,
+                cache=self._cache,
+                disable_registration=True,
+                disable_metrics=True,
+                refresh_interval=refresh_interval,
+            )
+            self._client.initialize_client(fetch_toggles=False)
+            self._mtime = self.toggles_file.stat().st_mtime_ns
+            threading.Thread(target=self._watch, args=(watch_interval,), daemon=True).start()
+
+    def _watch(self, interval: float) -> None:
+        """Re-bootstrap the cache when the file changes; the client reloads it on its own."""
+        while not self._stop.wait(interval):
+            try:
+                mtime = self.toggles_file.stat().st_mtime_ns
+                if mtime != self._mtime:
+                    self._cache.bootstrap_from_file(self.toggles_file)
+                    self._mtime = mtime
+                    log.info("flags.file_reloaded", file=str(self.toggles_file))
+            except (OSError, ValueError) as exc:
+                log.error("flags.file_unreadable", file=str(self.toggles_file), error=str(exc))
+
+    def is_enabled(self, toggle: Toggle, tenant_id: int | None = None) -> bool:
+        """The toggle for this tenant (`userId` = the tenant's user id), or its default."""
+        default = DEFAULTS[toggle]
+        context: dict[str, Any] = {"userId": str(tenant_id)} if tenant_id is not None else {}
+        try:
+            return bool(
+                self._client.is_enabled(
+                    toggle.value, context, fallback_function=lambda _name, _ctx: default
+                )
+            )
+        except Exception as exc:  # fail safe: a flag problem must never fail a request
+            log.error("flags.evaluation_failed", toggle=toggle.value, error=repr(exc))
+            return default
+
+    def flags_for(self, tenant_id: int) -> Flags:
+        """The image toggles for one tenant."""
+        return Flags(
+            dual_write=self.is_enabled(Toggle.DUAL_WRITE, tenant_id),
+            read_table=self.is_enabled(Toggle.READ_TABLE, tenant_id),
+            shadow_compare=self.is_enabled(Toggle.SHADOW_COMPARE, tenant_id),
+        )
+
+    def close(self) -> None:
+        """Stop the watcher and the client's scheduler."""
+        self._stop.set()
+        try:
+            self._client.destroy()
+        finally:
+            self._cache_dir.cleanup()

@@ -20,10 +20,12 @@ from app.core.database import make_engine, resolve_database_url
 from app.core.logging import configure_logging
 from app.core.settings import Settings, get_settings
 from app.services.file_service import FileService
+from app.services.image_paths import ImagePaths
 from app.services.product_image_service import ProductImageService
 from app.services.tenant_service import TenantDirectory
 from app.storage.factory import build_storage
 from app.storage.local import LocalStorage
+from flags.client import FlagClient
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
@@ -34,9 +36,16 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     engine = engine or make_engine(resolve_database_url(settings))
     storage = build_storage(settings)
 
+    flag_client = FlagClient(
+        url=settings.unleash_url,
+        api_token=settings.unleash_api_token,
+        toggles_file=settings.flags_file,
+    )
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        flag_client.close()
         if owns_engine:
             engine.dispose()
 
@@ -50,10 +59,12 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.engine = engine
     app.state.storage = storage
     app.state.tenants = TenantDirectory(engine)
+    app.state.flags = flag_client
     app.state.images = ProductImageService(
         legacy_sources=settings.legacy_sources,
         max_images=settings.max_images_per_product,
         url_bases=(storage.base_url, *settings.extra_image_url_bases),
+        paths=ImagePaths(flag_client.flags_for),
     )
     app.state.files = FileService(
         storage, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_upload_pixels

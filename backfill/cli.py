@@ -29,7 +29,7 @@ from app.core.logging import configure_logging
 from app.core.settings import SettingsError, get_settings
 from backfill import status as status_queries
 from backfill import verify as verification
-from backfill.controls import RunControls
+from backfill.controls import RunControls, pause_toggle
 from backfill.runner import RunOptions, TenantBusy, run_tenant
 from backfill.tenants import UnknownTenants, is_ready, product_count, select_tenants
 
@@ -81,7 +81,8 @@ def run(
         max_rate=max_rate,
         dry_run=dry_run,
     )
-    controls = RunControls()
+    pause = pause_toggle(settings)
+    controls = RunControls(is_paused=pause.is_paused)
     failed: list[int] = []
     totals = {"products": 0, "images": 0, "rejected": 0}
     progress = RunProgress(len(tenants), product_count(engine, tenants))
@@ -115,6 +116,7 @@ def run(
             if bar is not None and tenants_task is not None:
                 bar.update(tenants_task, advance=1)
     engine.dispose()
+    pause.close()
     verb = "would insert" if dry_run else "inserted"
     console.print(
         f"{totals['products']} products scanned, {totals['images']} images {verb}, "

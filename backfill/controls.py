@@ -9,6 +9,9 @@ from contextlib import contextmanager
 
 import structlog
 
+from app.core.settings import Settings
+from flags.client import FlagClient, Toggle
+
 log = structlog.get_logger("backfill")
 
 
@@ -52,3 +55,29 @@ class RunControls:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+class PauseToggle:
+    """The `product-images.backfill-pause` toggle, read between batches (logged when it flips)."""
+
+    def __init__(self, client: FlagClient) -> None:
+        self.client = client
+
+    def is_paused(self) -> bool:
+        """True while the toggle is on."""
+        return self.client.is_enabled(Toggle.BACKFILL_PAUSE)
+
+    def close(self) -> None:
+        """Stop the flags client."""
+        self.client.close()
+
+
+def pause_toggle(settings: Settings) -> PauseToggle:
+    """The pause toggle from Unleash (UNLEASH_URL) or the local toggle file."""
+    return PauseToggle(
+        FlagClient(
+            url=settings.unleash_url,
+            api_token=settings.unleash_api_token,
+            toggles_file=settings.flags_file,
+        )
+    )

@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 
 from app.core.database import make_engine, resolve_database_url
 from app.core.settings import get_settings
+from backfill.controls import PauseToggle, pause_toggle
 from backfill.runner import RunOptions, TenantBusy, run_tenant
 
 log = structlog.get_logger("backfill.jobs")
@@ -53,6 +54,11 @@ def queue_app() -> App:
 
 
 @lru_cache(maxsize=1)
+def _pause() -> PauseToggle:
+    return pause_toggle(get_settings())
+
+
+@lru_cache(maxsize=1)
 def _engine() -> Engine:
     return make_engine(resolve_database_url(get_settings()), pool_size=4)
 
@@ -68,8 +74,8 @@ class JobControls:
         return bool(self.context.should_abort())
 
     def is_paused(self) -> bool:
-        """No pause source until the flags land (issue 5)."""
-        return False
+        """The backfill-pause toggle (one flags client per worker process)."""
+        return _pause().is_paused()
 
     def sleep(self, seconds: float) -> None:
         """Plain sleep (jobs run in worker threads)."""

@@ -92,15 +92,22 @@ class FlagClient:
             self._mtime = self.toggles_file.stat().st_mtime_ns
             threading.Thread(target=self._watch, args=(watch_interval,), daemon=True).start()
 
+    def reload(self) -> None:
+        """Read the toggle file again now (the watcher does this when the file changes)."""
+        self._cache.bootstrap_from_file(self.toggles_file)
+        # UnleashClient 6.9 re-reads its cache every refresh_interval on its own; this makes
+        # the change visible at once for whoever asked for the reload.
+        self._client._store.load_from_cache()
+        log.info("flags.file_reloaded", file=str(self.toggles_file))
+
     def _watch(self, interval: float) -> None:
-        """Re-bootstrap the cache when the file changes; the client reloads it on its own."""
+        """Reload when the file changes; keep the last good values when it cannot be read."""
         while not self._stop.wait(interval):
             try:
                 mtime = self.toggles_file.stat().st_mtime_ns
                 if mtime != self._mtime:
-                    self._cache.bootstrap_from_file(self.toggles_file)
                     self._mtime = mtime
-                    log.info("flags.file_reloaded", file=str(self.toggles_file))
+                    self.reload()
             except (OSError, ValueError) as exc:
                 log.error("flags.file_unreadable", file=str(self.toggles_file), error=str(exc))
 

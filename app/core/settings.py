@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     unleash_url: str | None = None
     unleash_api_token: str | None = None
     unleash_admin_token: str | None = None
+    # Toggle definitions used when UNLEASH_URL is not set (Unleash's own JSON format).
+    flags_file: Path = PROJECT_ROOT / "flags" / "toggles.json"
 
     jwt_secret: str = DEVELOPMENT_JWT_SECRET
     jwt_ttl_seconds: int = Field(default=12 * 3600, gt=0)

@@ -56,6 +56,11 @@ def replace(session: Session, product_id: int, images: Sequence[Image]) -> None:
     session.execute(statement)
 
 
+def forget(session: Session, product_id: int) -> None:
+    """Drop the product's rows (it counts as not migrated again)."""
+    session.execute(delete(_images).where(_images.c.product_id == product_id))
+
+
 def record_rejections(
     session: Session, product_id: int, rejected: Sequence[RejectedElement], *, found_by: str
 ) -> None:

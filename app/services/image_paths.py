@@ -1,43 +1,75 @@
-"""Which representations a tenant's image reads and writes use: the one seam the flags replace.
-
-Until the feature flags land (issue 5), a tenant dual-writes as soon as its schema has the
-table (expand migration applied) and reads from the JSONB.
-"""
+"""Which representations a tenant's image reads and writes use, decided once per call from
+the tenant's facts (in the caller's transaction) and its flags, by flags.stages.resolve."""
 
 from __future__ import annotations
 
-from enum import StrEnum
-from typing import Protocol
+from collections.abc import Callable
 
+import structlog
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from app.repositories import product_images
+from app.core.database import quoted_schema, session_schema, tenant_id_of
+from flags.stages import Flags, ReadPath, Resolution, TenantFacts, resolve
+
+log = structlog.get_logger("flags")
+
+FlagSource = Callable[[int], Flags]
+
+__all__ = ["FlagSource", "ImagePaths", "ReadPath", "tenant_facts"]
 
 
-class ReadPath(StrEnum):
-    """Where an image read was answered from (`X-Images-Read-Path`)."""
+def tenant_facts(session: Session) -> TenantFacts:
+    """Expanded? backfilled? verified? Read inside the caller's transaction."""
+    schema = quoted_schema(session_schema(session))
+    present = session.execute(
+        text(
+            "SELECT to_regclass(:images) IS NOT NULL, to_regclass(:state) IS NOT NULL, "
+            "to_regclass(:runs) IS NOT NULL"
+        ),
+        {
+            "images": f"{schema}.product_images",
+            "state": f"{schema}.image_migration_state",
+            "runs": f"{schema}.backfill_runs",
+        },
+    ).one()
+    has_table, has_state, has_runs = (bool(value) for value in present)
+    is_verified = has_state and bool(
+        session.execute(
+            text(f"SELECT verified_at IS NOT NULL FROM {schema}.image_migration_state")
+        ).scalar()
+    )
+    is_backfilled = has_runs and bool(
+        session.execute(
+            text(f"SELECT EXISTS (SELECT 1 FROM {schema}.backfill_runs WHERE status = 'done')")
+        ).scalar()
+    )
+    return TenantFacts(
+        has_table=has_table,
+        is_contracted=False,  # the contract migration (issue 9) will say
+        is_backfilled=is_backfilled,
+        is_verified=is_verified,
+    )
 
-    JSONB = "jsonb"
-    TABLE = "table"
 
+class ImagePaths:
+    """Resolves a tenant's stage per call; the flags come from a source (Unleash, or none)."""
 
-class ImagePaths(Protocol):
-    """Decides per tenant, inside the caller's transaction."""
+    def __init__(self, flags: FlagSource | None = None) -> None:
+        self._flags = flags or (lambda _tenant: Flags())
+
+    def resolution(self, session: Session) -> Resolution:
+        """The tenant's stage and paths; a refused `read-table` is logged as an error."""
+        tenant_id = tenant_id_of(session_schema(session))
+        resolved = resolve(tenant_facts(session), self._flags(tenant_id))
+        if resolved.refusal:
+            log.error("flags.interlock_refused", tenant=tenant_id, reason=resolved.refusal)
+        return resolved
 
     def writes_table(self, session: Session) -> bool:
         """Write the table as well as the JSONB."""
+        return self.resolution(session).writes_table
 
     def read_path(self, session: Session) -> ReadPath:
         """Where reads come from."""
-
-
-class SchemaImagePaths:
-    """Dual-write wherever the table exists; read the JSONB."""
-
-    def writes_table(self, session: Session) -> bool:
-        """True once the tenant's schema is expanded."""
-        return product_images.table_exists(session)
-
-    def read_path(self, session: Session) -> ReadPath:
-        """Always the JSONB before the flags issue."""
-        return ReadPath.JSONB
+        return self.resolution(session).read_path

@@ -23,7 +23,7 @@ from app.images.operations import UNSET, Unset
 from app.images.urls import check_image_url
 from app.models import Product
 from app.repositories import product_images
-from app.services.image_paths import ImagePaths, ReadPath, SchemaImagePaths
+from app.services.image_paths import ImagePaths, ReadPath
 from app.services.product_service import get_product, lock_product
 
 log = structlog.get_logger(__name__)
@@ -76,7 +76,7 @@ class ProductImageService:
         self.legacy_sources = frozenset(legacy_sources)
         self.max_images = max_images
         self.url_bases = tuple(url_bases)
-        self.paths = paths or SchemaImagePaths()
+        self.paths = paths or ImagePaths()
 
     def check_url(self, url: str) -> str:
         """The URL if it is http(s) and under a storage base, else InvalidImageField."""
@@ -208,6 +208,10 @@ class ProductImageService:
         product.updated_at = now
         if writes_table:
             product_images.replace(session, product.id, changed)
+        elif product_images.table_exists(session):
+            # Dual-write is off (the kill switch): the product's rows would go stale, so they
+            # go. Rows are always equal to the JSONB or absent; the backfill brings them back.
+            product_images.forget(session, product.id)
         session.flush()
         log.info("images.written", product=product.id, images=len(changed), table=writes_table)
         return changed

@@ -134,3 +134,55 @@ def test_a_killed_run_resumes_with_no_duplicate_and_no_gap(
             text(f"SELECT count(*) FROM {tenant_schema(tenant)}.backfill_runs")
         ).scalar_one()
     assert runs == 1, "the rerun resumed the interrupted run"
+
+
+def test_the_pause_toggle_holds_a_run_between_batches_until_it_is_off(
+    database_url: str, engine: Engine, tenant: int, tmp_path: Path
+) -> None:
+    import json
+
+    from flags.client import TOGGLES_FILE
+
+    many_products(engine, tenant, 50)
+    toggles = tmp_path / "toggles.json"
+    definitions = json.loads(TOGGLES_FILE.read_text())
+    pause = next(f for f in definitions["features"] if f["name"] == "product-images.backfill-pause")
+    pause["enabled"] = True
+    toggles.write_text(json.dumps(definitions))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "backfill", "run", "--tenant", str(tenant)],
+        cwd=PROJECT_ROOT,
+        env={
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "DATA_DIR": str(tmp_path),
+            "FLAGS_FILE": str(toggles),
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        paused_seen = False
+        while time.monotonic() < deadline and not paused_seen:
+            with engine.connect() as connection:
+                paused_seen = bool(
+                    connection.execute(
+                        text(f"SELECT count(*) FROM {tenant_schema(tenant)}.backfill_runs")
+                    ).scalar_one()
+                )
+            time.sleep(0.1)
+        time.sleep(1.5)  # a paused run inserts nothing, however long it waits
+        assert image_rows(engine, tenant) == (0, 0)
+        assert process.poll() is None
+        pause["enabled"] = False
+        temporary = toggles.with_suffix(".tmp")
+        temporary.write_text(json.dumps(definitions))
+        os.replace(temporary, toggles)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    assert image_rows(engine, tenant) == (250, 250)

@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from app.core.settings import SettingsError, get_settings
+from app.core.cli_support import settings_or_exit
+from app.core.settings import get_settings
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 console = Console(stderr=True)
@@ -18,11 +19,7 @@ console = Console(stderr=True)
 @cli.callback()
 def _check_settings() -> None:
     """Fail at start-up, naming the variable, when a setting is missing or malformed."""
-    try:
-        get_settings()
-    except SettingsError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
+    settings_or_exit(console)
 
 
 @cli.command()

@@ -24,9 +24,9 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy import Engine
 
+from app.core.cli_support import settings_or_exit
 from app.core.database import make_engine, resolve_database_url
-from app.core.logging import configure_logging
-from app.core.settings import SettingsError, get_settings
+from app.core.settings import get_settings
 from backfill import status as status_queries
 from backfill import verify as verification
 from backfill.controls import RunControls, pause_toggle
@@ -43,12 +43,7 @@ TenantOption = Annotated[
 
 
 def _engine() -> Engine:
-    try:
-        settings = get_settings()
-    except SettingsError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
-    configure_logging("console" if sys.stderr.isatty() else "json", settings.log_level)
+    settings = settings_or_exit(console)
     return make_engine(resolve_database_url(settings), pool_size=2)
 
 

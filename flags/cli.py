@@ -9,9 +9,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from app.core.cli_support import settings_or_exit
 from app.core.database import make_engine, resolve_database_url, unit_of_work
-from app.core.logging import configure_logging
-from app.core.settings import Settings, SettingsError, get_settings
+from app.core.settings import Settings
 from app.services.image_paths import tenant_facts
 from backfill.tenants import UnknownTenants, is_ready, select_tenants
 from flags import toggle_file
@@ -26,20 +26,10 @@ GLOBAL = {"dual-write": Toggle.DUAL_WRITE, "backfill-pause": Toggle.BACKFILL_PAU
 TenantOption = Annotated[list[int] | None, typer.Option("--tenant", help="Tenant id (repeatable)")]
 
 
-def _settings_or_exit() -> Settings:
-    try:
-        settings = get_settings()
-    except SettingsError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
-    configure_logging("console" if sys.stderr.isatty() else "json", "WARNING")
-    return settings
-
-
 @cli.command()
 def status(tenant: TenantOption = None) -> None:
     """Each toggle and the effective stage and read path per tenant (with refusals)."""
-    settings = _settings_or_exit()
+    settings = settings_or_exit(console, log_level="WARNING")
     engine = make_engine(resolve_database_url(settings), pool_size=2)
     client = FlagClient(
         url=settings.unleash_url,
@@ -80,7 +70,7 @@ def _mark(value: bool) -> str:
 
 
 def _change(toggle: str, tenants: list[int] | None, *, enable: bool, force: bool) -> None:
-    settings = _settings_or_exit()
+    settings = settings_or_exit(console, log_level="WARNING")
     if settings.unleash_url:
         console.print(
             "[red]UNLEASH_URL is set: change toggles in the Unleash UI or Admin API "

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -22,6 +24,12 @@ from app.main import create_app
 from app.services.tenant_service import create_tenant
 
 TEST_SECRET = "test-secret-0123456789-0123456789-abcdef"
+
+# No timing in tests (shared machines drift): no per-example deadline, no "too slow" check.
+hypothesis_settings.register_profile(
+    "project", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.load_profile("project")
 
 
 def _server_url(tmp_root: Path) -> str:

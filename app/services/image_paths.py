@@ -10,6 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.core.database import quoted_schema, session_schema, tenant_id_of
+from app.core.metrics import INTERLOCK_REFUSALS
 from flags.stages import Flags, ReadPath, Resolution, TenantFacts, resolve
 
 log = structlog.get_logger("flags")
@@ -63,6 +64,7 @@ class ImagePaths:
         tenant_id = tenant_id_of(session_schema(session))
         resolved = resolve(tenant_facts(session), self._flags(tenant_id))
         if resolved.refusal:
+            INTERLOCK_REFUSALS.inc()
             log.error("flags.interlock_refused", tenant=tenant_id, reason=resolved.refusal)
         return resolved
 

@@ -3,6 +3,7 @@ product's row lock; reads from the representation the tenant's stage says."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,6 +12,7 @@ from uuid import UUID, uuid4
 import structlog
 from sqlalchemy.orm import Session
 
+from app.core.metrics import IMAGE_READS, IMAGE_WRITES
 from app.images import (
     Image,
     ImageNotFound,
@@ -88,6 +90,7 @@ class ProductImageService:
         """Every image of the product, in order, from the tenant's read path."""
         product = get_product(session, product_id)
         path = self.paths.read_path(session)
+        IMAGE_READS.labels(path=path.value).inc()
         if path is ReadPath.TABLE:
             return ImageList(product_images.load(session, product.id), path)
         # The JSONB as the backend serves it today: no label is known until a product is
@@ -200,6 +203,7 @@ class ProductImageService:
         self, session: Session, product_id: int, change: Change, *, now: datetime
     ) -> tuple[Image, ...]:
         """Lock the product, load its images, apply the pure change, write both representations."""
+        started = time.perf_counter()
         product = lock_product(session, product_id)
         writes_table = self.paths.writes_table(session)
         current = self._current(session, product, writes_table=writes_table)
@@ -213,6 +217,9 @@ class ProductImageService:
             # go. Rows are always equal to the JSONB or absent; the backfill brings them back.
             product_images.forget(session, product.id)
         session.flush()
+        IMAGE_WRITES.labels(dual_write=str(writes_table).lower()).observe(
+            time.perf_counter() - started
+        )
         log.info("images.written", product=product.id, images=len(changed), table=writes_table)
         return changed
 

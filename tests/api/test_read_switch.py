@@ -91,3 +91,31 @@ def test_the_dual_write_kill_switch_writes_the_jsonb_only_and_forgets_the_rows(
     run_tenant(engine, tenant, RunOptions())
     assert verify_tenant(engine, tenant).is_verified
     assert len(table_elements(engine, tenant, product)) == 4
+
+
+def test_metrics_count_reads_by_path_refusals_and_write_latency(
+    settings: Settings, engine: Engine, make_tenant: Callable[[], int], tmp_path: Path
+) -> None:
+    unverified, product = migrated_tenant(engine, make_tenant, verify=False)
+    toggles = tmp_path / "toggles.json"
+    write_toggles(toggles, [str(unverified)])
+    with TestClient(create_app(settings.model_copy(update={"flags_file": toggles}), engine)) as c:
+
+        def sample(name: str) -> float:
+            for line in c.get("/metrics").text.splitlines():
+                if line.startswith(name + " ") or line.startswith(name + "{"):
+                    return float(line.rsplit(" ", 1)[1])
+            return 0.0
+
+        reads = sample('product_images_reads_total{path="jsonb"}')
+        refusals = sample("product_images_interlock_refusals_total")
+        writes = sample('product_images_write_seconds_count{dual_write="true"}')
+        c.get(f"/api/products/{product}/images", headers=bearer(unverified))
+        c.post(
+            f"/api/products/{product}/images",
+            json={"url": f"{BASE}/m.jpg"},
+            headers=bearer(unverified),
+        )
+        assert sample('product_images_reads_total{path="jsonb"}') == reads + 1
+        assert sample("product_images_interlock_refusals_total") >= refusals + 1
+        assert sample('product_images_write_seconds_count{dual_write="true"}') == writes + 1

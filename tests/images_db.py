@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from app.core.database import tenant_schema
-from app.images import image_to_element, row_to_image
+from app.images import image_to_element, normalise_legacy, row_to_image
 
 
 def insert_legacy_product(
@@ -58,3 +58,22 @@ def assert_representations_equal(engine: Engine, tenant_id: int, product_id: int
     assert in_jsonb == in_table
     assert [element["order"] for element in in_table] == list(range(len(in_table)))
     assert sum(1 for element in in_table if element["is_label"]) <= 1
+
+
+def expected_elements(engine: Engine, tenant: int, product_id: int) -> list[dict[str, object]]:
+    """What the table must hold for the product: its JSONB through the Python normalisation."""
+    with engine.connect() as connection:
+        row = connection.execute(
+            text(
+                f'SELECT images, source, created_at FROM "{tenant_schema(tenant)}".products '
+                "WHERE id = :id"
+            ),
+            {"id": product_id},
+        ).one()
+    normalised = normalise_legacy(
+        row.images,
+        product_id=product_id,
+        product_created_at=row.created_at,
+        is_legacy_source=row.source == "pythonApiWOO",
+    )
+    return [image_to_element(image) for image in normalised.images]

@@ -11,10 +11,14 @@ import pytest
 from sqlalchemy import Engine, text
 
 from app.core.database import tenant_schema, unit_of_work
-from app.images import image_to_element, normalise_legacy
 from app.services.product_image_service import ProductImageService
 from backfill.runner import RunOptions, TenantBusy, run_tenant
-from tests.images_db import insert_legacy_product, jsonb_elements, table_elements
+from tests.images_db import (
+    expected_elements,
+    insert_legacy_product,
+    jsonb_elements,
+    table_elements,
+)
 
 BASE = "http://testserver/media"
 CREATED = datetime(2024, 5, 1, 10, tzinfo=UTC)
@@ -68,24 +72,6 @@ def seed(engine: Engine, tenant: int, copies: int = 1) -> list[int]:
             source = "pythonApiWOO" if index % 2 == 0 else "stoflow"
             products.append(insert_legacy_product(engine, tenant, images, source=source))
     return products
-
-
-def expected_elements(engine: Engine, tenant: int, product_id: int) -> list[dict[str, object]]:
-    with engine.connect() as connection:
-        row = connection.execute(
-            text(
-                f'SELECT images, source, created_at FROM "{tenant_schema(tenant)}".products '
-                "WHERE id = :id"
-            ),
-            {"id": product_id},
-        ).one()
-    normalised = normalise_legacy(
-        row.images,
-        product_id=product_id,
-        product_created_at=row.created_at,
-        is_legacy_source=row.source == "pythonApiWOO",
-    )
-    return [image_to_element(image) for image in normalised.images]
 
 
 def count(engine: Engine, tenant: int, table: str) -> int:

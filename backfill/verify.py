@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, text
 from app.core.database import quoted_schema, tenant_schema
 from app.core.settings import get_settings
 from app.images import Image, row_to_image
-from backfill.differences import Difference, classify
+from app.images.differences import Difference, classify
 from backfill.projection import project_products, record_rejections
 
 log = structlog.get_logger("backfill.verify")

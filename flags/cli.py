@@ -1,20 +1,28 @@
-"""`python -m flags`: status per tenant; enable/disable toggles (local toggle file)."""
+"""`python -m flags`: toggles and each tenant's effective stage; enable/disable toggles
+through the Unleash Admin API (UNLEASH_URL + UNLEASH_ADMIN_TOKEN) or the local toggle file;
+the shadow reads' mismatch sample, replayable."""
 
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Protocol
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from app.core.cli_support import settings_or_exit
 from app.core.database import make_engine, resolve_database_url, unit_of_work
 from app.core.settings import Settings
+from app.repositories import shadow_reads
 from app.services.image_paths import tenant_facts
+from app.services.product_image_service import ProductImageService
+from app.services.product_service import ProductNotFound
 from backfill.tenants import UnknownTenants, is_ready, select_tenants
 from flags import toggle_file
+from flags.admin_api import UnleashAdmin, UnleashAdminError
 from flags.client import FlagClient, Toggle
 from flags.stages import resolve
 
@@ -26,31 +34,90 @@ GLOBAL = {"dual-write": Toggle.DUAL_WRITE, "backfill-pause": Toggle.BACKFILL_PAU
 TenantOption = Annotated[list[int] | None, typer.Option("--tenant", help="Tenant id (repeatable)")]
 
 
+class ToggleStore(Protocol):
+    """Where toggles are changed: the Unleash Admin API or the local file."""
+
+    location: str
+
+    def tenants(self, name: str) -> list[int]: ...
+
+    def is_enabled(self, name: str) -> bool: ...
+
+    def set_tenants(self, name: str, *, add: list[int], remove: list[int]) -> list[int]: ...
+
+    def set_enabled(self, name: str, enabled: bool) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _store(settings: Settings) -> ToggleStore:
+    if not settings.unleash_url:
+        return toggle_file.FileStore(settings.flags_file)
+    if not settings.unleash_admin_token:
+        raise _fail("UNLEASH_ADMIN_TOKEN: required to change toggles while UNLEASH_URL is set")
+    return UnleashAdmin(
+        settings.unleash_url,
+        settings.unleash_admin_token,
+        project=settings.unleash_project,
+        environment=settings.unleash_environment,
+    )
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    """Print the reason; the caller raises the returned exit (2: bad input, 1: failure)."""
+    console.print(f"[red]{message}[/red]")
+    return typer.Exit(code)
+
+
+def _engine(settings: Settings) -> Engine:
+    return make_engine(resolve_database_url(settings), pool_size=2)
+
+
+def _tenants(engine: Engine, requested: list[int] | None) -> list[int]:
+    try:
+        return select_tenants(engine, requested)
+    except UnknownTenants as exc:
+        engine.dispose()
+        raise _fail(f"--tenant: {exc}") from None
+
+
 @cli.command()
 def status(tenant: TenantOption = None) -> None:
-    """Each toggle and the effective stage and read path per tenant (with refusals)."""
+    """Each toggle and the effective stage and read path per tenant, with refusals and the
+    shadow mismatches sampled."""
     settings = settings_or_exit(console, log_level="WARNING")
-    engine = make_engine(resolve_database_url(settings), pool_size=2)
+    engine = _engine(settings)
+    tenants = _tenants(engine, tenant)
     client = FlagClient(
         url=settings.unleash_url,
         api_token=settings.unleash_api_token,
         toggles_file=settings.flags_file,
     )
-    try:
-        tenants = select_tenants(engine, tenant)
-    except UnknownTenants as exc:
-        console.print(f"[red]--tenant: {exc}[/red]")
-        raise typer.Exit(2) from None
+    if not client.wait_until_ready(10.0):
+        console.print(
+            f"[yellow]flags: {client.source} did not answer; showing the safe defaults[/yellow]"
+        )
     table = Table(title=f"flags ({client.source})")
-    for column in ("tenant", "dual-write", "read-table", "shadow", "stage", "reads", "refusal"):
+    for column in (
+        "tenant",
+        "dual-write",
+        "read-table",
+        "shadow",
+        "stage",
+        "reads",
+        "mismatches",
+        "refusal",
+    ):
         table.add_column(column)
     for tenant_id in tenants:
         if not is_ready(engine, tenant_id):
-            table.add_row(str(tenant_id), "", "", "", "legacy", "jsonb", "not migrated to head")
+            table.add_row(str(tenant_id), "", "", "", "legacy", "jsonb", "", "not migrated to head")
             continue
         flags = client.flags_for(tenant_id)
         with unit_of_work(engine, tenant_id) as session:
             resolution = resolve(tenant_facts(session), flags)
+            sample = shadow_reads.sampled(session, limit=shadow_reads.SAMPLE_SIZE)
+        latest = f" (last {sample[0].found_at:%Y-%m-%d %H:%M})" if sample else ""
         table.add_row(
             str(tenant_id),
             _mark(flags.dual_write),
@@ -58,11 +125,15 @@ def status(tenant: TenantOption = None) -> None:
             _mark(flags.shadow_compare),
             resolution.stage.value,
             resolution.read_path.value,
+            f"{len(sample)}{latest}" if sample else "0",
             resolution.refusal or "",
         )
+    pause = client.is_enabled(Toggle.BACKFILL_PAUSE)
     client.close()
     engine.dispose()
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
+    out = Console(width=None if sys.stdout.isatty() else 200)
+    out.print(table)
+    out.print(f"backfill-pause: {_mark(pause)}")
 
 
 def _mark(value: bool) -> str:
@@ -71,59 +142,51 @@ def _mark(value: bool) -> str:
 
 def _change(toggle: str, tenants: list[int] | None, *, enable: bool, force: bool) -> None:
     settings = settings_or_exit(console, log_level="WARNING")
-    if settings.unleash_url:
-        console.print(
-            "[red]UNLEASH_URL is set: change toggles in the Unleash UI or Admin API "
-            "(this command edits the local toggle file only, for now)[/red]"
-        )
-        raise typer.Exit(2)
-    path = settings.flags_file
-    definitions = toggle_file.load(path)
-    if toggle in GLOBAL:
-        if tenants:
-            console.print(f"[red]--tenant: {toggle} is global, it takes no tenant[/red]")
-            raise typer.Exit(2)
-        toggle_file.save(path, toggle_file.with_enabled(definitions, GLOBAL[toggle], enable))
-        console.print(f"{toggle}: {'on' if enable else 'off'} ({path})")
-        return
-    if not tenants:
-        console.print(f"[red]--tenant: {toggle} is per tenant: give at least one[/red]")
-        raise typer.Exit(2)
-    if enable and toggle == "read-table" and not force:
-        _refuse_unverified(settings, tenants)
-    name = PER_TENANT[toggle]
-    changed = (
-        toggle_file.with_tenants(definitions, name, add=tenants)
-        if enable
-        else toggle_file.with_tenants(definitions, name, remove=tenants)
-    )
-    toggle_file.save(path, changed)
-    console.print(f"{toggle}: tenants {toggle_file.tenants(changed, name)} ({path})")
-
-
-def _refuse_unverified(settings: Settings, tenants: list[int]) -> None:
-    engine = make_engine(resolve_database_url(settings), pool_size=2)
+    if toggle in GLOBAL and tenants:
+        raise _fail(f"--tenant: {toggle} is global, it takes no tenant")
+    if toggle in PER_TENANT and not tenants:
+        raise _fail(f"--tenant: {toggle} is per tenant: give at least one")
+    if tenants:
+        engine = _engine(settings)
+        try:
+            _tenants(engine, tenants)
+            if enable and toggle == "read-table" and not force:
+                _refuse_unverified(engine, tenants)
+        finally:
+            engine.dispose()
+    store = _store(settings)
     try:
-        select_tenants(engine, tenants)
-        unverified = []
-        for tenant_id in tenants:
-            if not is_ready(engine, tenant_id):
-                unverified.append(tenant_id)
-                continue
-            with unit_of_work(engine, tenant_id) as session:
-                if not tenant_facts(session).is_verified:
-                    unverified.append(tenant_id)
-    except UnknownTenants as exc:
-        console.print(f"[red]--tenant: {exc}[/red]")
-        raise typer.Exit(2) from None
-    finally:
-        engine.dispose()
-    if unverified:
-        console.print(
-            f"[red]--tenant: not verified: {', '.join(map(str, unverified))}; run "
-            "`python -m backfill verify` first (or --force)[/red]"
+        if toggle in GLOBAL:
+            store.set_enabled(GLOBAL[toggle], enable)
+            console.print(f"{toggle}: {_mark(enable)} ({store.location})")
+            return
+        name = PER_TENANT[toggle]
+        targeted = store.set_tenants(
+            name,
+            add=list(tenants or []) if enable else [],
+            remove=[] if enable else list(tenants or []),
         )
-        raise typer.Exit(2)
+        console.print(f"{toggle}: tenants {targeted} ({store.location})")
+    except (UnleashAdminError, toggle_file.ToggleFileError) as exc:
+        raise _fail(f"{toggle}: {exc}", code=1) from None
+    finally:
+        store.close()
+
+
+def _refuse_unverified(engine: Engine, tenants: list[int]) -> None:
+    unverified = []
+    for tenant_id in tenants:
+        if not is_ready(engine, tenant_id):
+            unverified.append(tenant_id)
+            continue
+        with unit_of_work(engine, tenant_id) as session:
+            if not tenant_facts(session).is_verified:
+                unverified.append(tenant_id)
+    if unverified:
+        raise _fail(
+            f"--tenant: not verified: {', '.join(map(str, unverified))}; run "
+            "`python -m backfill verify` first (or --force)"
+        )
 
 
 ToggleArgument = Annotated[
@@ -149,9 +212,92 @@ def disable(toggle: ToggleArgument, tenant: TenantOption = None) -> None:
     _change(toggle, tenant, enable=False, force=True)
 
 
+@cli.command()
+def push() -> None:
+    """Create in Unleash the migration's toggles it does not have yet, as the toggle file
+    defines them (existing toggles are left as they are)."""
+    settings = settings_or_exit(console, log_level="WARNING")
+    if not settings.unleash_url:
+        raise _fail("UNLEASH_URL: push creates the toggles on an Unleash server; it is not set")
+    store = _store(settings)
+    assert isinstance(store, UnleashAdmin)
+    try:
+        for feature in toggle_file.load(settings.flags_file).get("features", []):
+            name = str(feature.get("name"))
+            if name not in {t.value for t in Toggle}:
+                continue
+            if store.exists(name):
+                console.print(f"{name}: already in Unleash, left as it is")
+                continue
+            store.create(feature)
+            console.print(f"{name}: created ({_mark(store.is_enabled(name))})")
+    except UnleashAdminError as exc:
+        raise _fail(str(exc), code=1) from None
+    finally:
+        store.close()
+
+
+@cli.command()
+def mismatches(
+    tenant: Annotated[int, typer.Option("--tenant", help="Tenant id")],
+    limit: Annotated[int, typer.Option("--limit", min=1, max=shadow_reads.SAMPLE_SIZE)] = 20,
+    replay: Annotated[
+        bool, typer.Option("--replay", help="Compare the sampled products again, now")
+    ] = False,
+) -> None:
+    """The latest shadow mismatches of a tenant; --replay says which still differ."""
+    settings = settings_or_exit(console, log_level="WARNING")
+    engine = _engine(settings)
+    _tenants(engine, [tenant])
+    if not is_ready(engine, tenant):
+        engine.dispose()
+        raise _fail(f"--tenant: tenant {tenant} is not migrated to head")
+    service = ProductImageService(
+        legacy_sources=settings.legacy_sources,
+        max_images=settings.max_images_per_product,
+        url_bases=(settings.media_base_url, *settings.extra_image_url_bases),
+    )
+    table = Table(title=f"shadow mismatches, tenant {tenant}")
+    for column in ("found at", "product", "kind", "read path", "detail", *(["now"] * replay)):
+        table.add_column(column)
+    still = 0
+    with unit_of_work(engine, tenant) as session:
+        sample = shadow_reads.sampled(session, limit=limit)
+        replayed: dict[int, str] = {}
+        for mismatch in sample:
+            if replay and mismatch.product_id not in replayed:
+                replayed[mismatch.product_id] = _replay(service, session, mismatch.product_id)
+            now = [replayed[mismatch.product_id]] if replay else []
+            table.add_row(
+                f"{mismatch.found_at:%Y-%m-%d %H:%M:%S}",
+                str(mismatch.product_id),
+                mismatch.kind,
+                mismatch.read_path,
+                mismatch.detail,
+                *now,
+            )
+        still = sum(1 for verdict in replayed.values() if verdict.startswith("differs"))
+    engine.dispose()
+    out = Console(width=None if sys.stdout.isatty() else 200)
+    out.print(table)
+    if not sample:
+        out.print("no mismatch sampled")
+    if replay:
+        out.print(f"{still} of {len(replayed)} product(s) still differ")
+        if still:
+            raise typer.Exit(1)
+
+
+def _replay(service: ProductImageService, session: Session, product_id: int) -> str:
+    try:
+        differences = service.compare(session, product_id=product_id)
+    except ProductNotFound:
+        return "product deleted"
+    if not differences:
+        return "equal"
+    return "differs: " + ", ".join(sorted({d.kind for d in differences}))
+
+
 def _check_name(toggle: str) -> None:
     if toggle not in PER_TENANT and toggle not in GLOBAL:
-        console.print(
-            f"[red]toggle: unknown {toggle!r}; one of {', '.join([*PER_TENANT, *GLOBAL])}[/red]"
-        )
-        raise typer.Exit(2)
+        raise _fail(f"toggle: unknown {toggle!r}; one of {', '.join([*PER_TENANT, *GLOBAL])}")

@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 from UnleashClient import UnleashClient  # type: ignore[attr-defined]
 from UnleashClient.cache import FileCache
+from UnleashClient.events import BaseEvent, UnleashEventType
 
 from app.core.settings import PROJECT_ROOT
 from flags.stages import Flags
@@ -61,6 +62,7 @@ class FlagClient:
         # Each process its own cache folder: the default one is shared and leaks between runs.
         self._cache_dir = tempfile.TemporaryDirectory(prefix="unleash-cache-")
         self._stop = threading.Event()
+        self._fetched = threading.Event()
         self.toggles_file = Path(toggles_file)
         self.source = url or str(self.toggles_file)
         if url:
@@ -73,10 +75,12 @@ class FlagClient:
                 request_retries=0,
                 disable_metrics=True,
                 cache_directory=self._cache_dir.name,
+                event_callback=self._on_event,
             )
             # A server that accepts connections but never answers would block here for
             # request_timeout x retries: start in the background, defaults answer meanwhile.
-            threading.Thread(target=self._client.initialize_client, daemon=True).start()
+            self._init = threading.Thread(target=self._client.initialize_client, daemon=True)
+            self._init.start()
         else:
             self._cache = FileCache(APP_NAME, directory=self._cache_dir.name)
             self._cache.bootstrap_from_file(self.toggles_file)
@@ -91,6 +95,18 @@ class FlagClient:
             self._client.initialize_client(fetch_toggles=False)
             self._mtime = self.toggles_file.stat().st_mtime_ns
             threading.Thread(target=self._watch, args=(watch_interval,), daemon=True).start()
+
+    def wait_until_ready(self, timeout: float) -> bool:
+        """Wait (for a command-line tool, never in a request) until the server's toggles are
+        fetched; False when it did not answer in time (the defaults keep answering)."""
+        if getattr(self, "_init", None) is None:
+            return True  # the toggle file is read synchronously
+        return self._fetched.wait(timeout)
+
+    def _on_event(self, event: BaseEvent) -> None:
+        if event.event_type == UnleashEventType.FETCHED and not self._fetched.is_set():
+            self._fetched.set()
+            log.info("flags.fetched", server=self.source)
 
     def reload(self) -> None:
         """Read the toggle file again now (the watcher does this when the file changes)."""

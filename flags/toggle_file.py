@@ -9,6 +9,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from flags import targeting
+
 Definitions = dict[str, Any]
 
 
@@ -36,11 +38,10 @@ def _feature(definitions: Definitions, name: str) -> dict[str, Any]:
     raise ToggleFileError(f"toggle {name!r} is not defined in the file")
 
 
-def _tenant_constraint(feature: dict[str, Any]) -> dict[str, Any]:
-    for strategy in feature.get("strategies", []):
-        for constraint in strategy.get("constraints", []):
-            if constraint.get("contextName") == "userId" and constraint.get("operator") == "IN":
-                return dict(constraint)
+def _tenant_strategy(feature: dict[str, Any]) -> int:
+    for index, strategy in enumerate(feature.get("strategies", [])):
+        if targeting.tenant_constraint(strategy) is not None:
+            return index
     raise ToggleFileError(
         f"toggle {feature.get('name')!r} has no per-tenant constraint (userId IN [...])"
     )
@@ -48,7 +49,8 @@ def _tenant_constraint(feature: dict[str, Any]) -> dict[str, Any]:
 
 def tenants(definitions: Definitions, name: str) -> list[int]:
     """The tenants a per-tenant toggle targets."""
-    return sorted(int(v) for v in _tenant_constraint(_feature(definitions, name))["values"])
+    feature = _feature(definitions, name)
+    return targeting.targeted(feature["strategies"][_tenant_strategy(feature)])
 
 
 def with_tenants(
@@ -56,17 +58,14 @@ def with_tenants(
 ) -> Definitions:
     """A copy where the toggle targets its tenants plus `add`, minus `remove`."""
     changed = copy.deepcopy(definitions)
-    feature = _feature(changed, name)
-    current = set(tenants(changed, name))
-    values = sorted((current | set(add)) - set(remove))
-    for original in changed["features"]:
-        if original.get("name") == name:
-            for strategy in original.get("strategies", []):
-                for constraint in strategy.get("constraints", []):
-                    if constraint.get("contextName") == "userId":
-                        constraint["values"] = [str(v) for v in values]
-            original["enabled"] = feature.get("enabled", True)
-    return changed
+    for feature in changed["features"]:
+        if feature.get("name") == name:
+            index = _tenant_strategy(feature)
+            feature["strategies"][index] = targeting.retarget(
+                feature["strategies"][index], add=add, remove=remove
+            )
+            return changed
+    raise ToggleFileError(f"toggle {name!r} is not defined in the file")
 
 
 def with_enabled(definitions: Definitions, name: str, enabled: bool) -> Definitions:
@@ -77,3 +76,30 @@ def with_enabled(definitions: Definitions, name: str, enabled: bool) -> Definiti
         if feature.get("name") == name:
             feature["enabled"] = enabled
     return changed
+
+
+class FileStore:
+    """The local toggle file, with the Admin API client's operations (flags/admin_api.py)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.location = str(path)
+
+    def tenants(self, name: str) -> list[int]:
+        return tenants(load(self.path), name)
+
+    def is_enabled(self, name: str) -> bool:
+        return bool(_feature(load(self.path), name).get("enabled"))
+
+    def set_tenants(
+        self, name: str, *, add: Iterable[int] = (), remove: Iterable[int] = ()
+    ) -> list[int]:
+        changed = with_tenants(load(self.path), name, add=add, remove=remove)
+        save(self.path, changed)
+        return tenants(changed, name)
+
+    def set_enabled(self, name: str, enabled: bool) -> None:
+        save(self.path, with_enabled(load(self.path), name, enabled))
+
+    def close(self) -> None:
+        """Nothing held open."""

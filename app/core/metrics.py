@@ -17,3 +17,18 @@ IMAGE_WRITES = Histogram(
     "Image mutations, lock to flush, by whether the table was written too",
     ["dual_write"],
 )
+SHADOW_COMPARISONS = Counter(
+    "product_images_shadow_comparisons_total",
+    "Shadow reads: both representations compared in one snapshot, by outcome",
+    ["outcome"],
+)
+SHADOW_MISMATCHES = Counter(
+    "product_images_shadow_mismatches_total",
+    "Differences found by shadow reads, by kind (missing, extra, reordered, ...)",
+    ["kind"],
+)
+DRIFT_FALLBACKS = Counter(
+    "product_images_drift_fallbacks_total",
+    "Tenants whose verified state was cleared by a drift (reads went back to the JSONB)",
+    ["found_by"],
+)

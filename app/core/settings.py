@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     unleash_url: str | None = None
     unleash_api_token: str | None = None
     unleash_admin_token: str | None = None
+    # Where `python -m flags` changes toggles through the Admin API.
+    unleash_project: str = "default"
+    unleash_environment: str = "development"
     # Toggle definitions used when UNLEASH_URL is not set (Unleash's own JSON format).
     flags_file: Path = PROJECT_ROOT / "flags" / "toggles.json"
 

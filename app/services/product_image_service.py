@@ -10,9 +10,16 @@ from datetime import datetime
 from uuid import UUID, uuid4
 
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from app.core.metrics import IMAGE_READS, IMAGE_WRITES
+from app.core.metrics import (
+    DRIFT_FALLBACKS,
+    IMAGE_READS,
+    IMAGE_WRITES,
+    SHADOW_COMPARISONS,
+    SHADOW_MISMATCHES,
+)
 from app.images import (
     Image,
     ImageNotFound,
@@ -21,12 +28,14 @@ from app.images import (
     normalise_legacy,
     operations,
 )
+from app.images.differences import Difference, compare_representations
 from app.images.operations import UNSET, Unset
 from app.images.urls import check_image_url
 from app.models import Product
-from app.repositories import product_images
+from app.repositories import product_images, shadow_reads
+from app.repositories.shadow_reads import BothRepresentations
 from app.services.image_paths import ImagePaths, ReadPath
-from app.services.product_service import get_product, lock_product
+from app.services.product_service import ProductNotFound, get_product, lock_product
 
 log = structlog.get_logger(__name__)
 
@@ -87,21 +96,83 @@ class ProductImageService:
     # --- reads -------------------------------------------------------------------------
 
     def list_images(self, session: Session, *, product_id: int) -> ImageList:
-        """Every image of the product, in order, from the tenant's read path."""
-        product = get_product(session, product_id)
-        path = self.paths.read_path(session)
-        IMAGE_READS.labels(path=path.value).inc()
-        if path is ReadPath.TABLE:
-            return ImageList(product_images.load(session, product.id), path)
-        # The JSONB as the backend serves it today: no label is known until a product is
-        # migrated (by its first write or by the backfill), which is the bug being fixed.
-        served = normalise_legacy(
-            product.images,
-            product_id=product.id,
-            product_created_at=product.created_at,
-            is_legacy_source=False,
+        """Every image of the product, in order, from the tenant's read path (and compared
+        with the other representation when the tenant is in shadow mode)."""
+        resolution = self.paths.resolution(session)
+        if resolution.shadow:
+            listed = self._shadow_read(session, product_id, resolution.read_path)
+        elif resolution.read_path is ReadPath.TABLE:
+            product = get_product(session, product_id)
+            listed = ImageList(product_images.load(session, product.id), ReadPath.TABLE)
+        else:
+            product = get_product(session, product_id)
+            listed = ImageList(
+                _served_jsonb(product.images, product.id, product.created_at), ReadPath.JSONB
+            )
+        IMAGE_READS.labels(path=listed.read_path.value).inc()
+        return listed
+
+    def compare(self, session: Session, *, product_id: int) -> list[Difference]:
+        """How the product's table rows differ from its JSONB right now (one snapshot)."""
+        both = shadow_reads.read_both(session, product_id)
+        if both is None:
+            raise ProductNotFound(product_id)
+        return self._differences(both)
+
+    def _differences(self, both: BothRepresentations) -> list[Difference]:
+        return compare_representations(
+            both.product_id,
+            both.raw_jsonb,
+            both.rows,
+            product_created_at=both.created_at,
+            is_legacy_source=is_legacy_source(both.source, self.legacy_sources),
         )
-        return ImageList(served.images, path)
+
+    def _shadow_read(self, session: Session, product_id: int, path: ReadPath) -> ImageList:
+        """Read both representations in one snapshot, compare, answer from `path`; a
+        mismatch is logged, counted and sampled, and while the tenant reads the table it is
+        drift: the tenant loses its verified state and this read already comes from the JSONB,
+        which the dual-write kept complete."""
+        both = shadow_reads.read_both(session, product_id)
+        if both is None:
+            raise ProductNotFound(product_id)
+        differences = self._differences(both)
+        served = ImageList(
+            _served_jsonb(both.raw_jsonb, both.product_id, both.created_at), ReadPath.JSONB
+        )
+        if not differences:
+            SHADOW_COMPARISONS.labels(outcome="match").inc()
+            return ImageList(both.rows, path) if path is ReadPath.TABLE else served
+        SHADOW_COMPARISONS.labels(outcome="mismatch").inc()
+        for difference in differences:
+            SHADOW_MISMATCHES.labels(kind=difference.kind).inc()
+            log.error(
+                "images.shadow_mismatch",
+                product=product_id,
+                kind=difference.kind,
+                detail=difference.detail,
+                jsonb_ids=list(difference.jsonb_ids),
+                table_ids=list(difference.table_ids),
+                read_path=path.value,
+            )
+        try:
+            with session.begin_nested():
+                shadow_reads.record_mismatches(session, both, differences, read_path=path.value)
+                # Verified claims "JSONB == table": a mismatch disproves it, whichever path
+                # answers. On a table-reading tenant the interlock moves reads back at once.
+                reason = f"shadow read of product {product_id}: {differences[0].kind}"
+                if shadow_reads.clear_verified(session, reason):
+                    DRIFT_FALLBACKS.labels(found_by="shadow-read").inc()
+                    log.error(
+                        "images.drift_fallback",
+                        product=product_id,
+                        kinds=sorted({d.kind for d in differences}),
+                        read_path_was=path.value,
+                        action="verified state cleared; reads stay on or go back to the JSONB",
+                    )
+        except SQLAlchemyError as exc:  # the read itself must still be answered
+            log.error("images.shadow_record_failed", product=product_id, error=str(exc))
+        return served
 
     def get_product_photos(self, session: Session, *, product_id: int) -> ImageList:
         """The images that may be published: no label, in order."""
@@ -214,8 +285,12 @@ class ProductImageService:
             product_images.replace(session, product.id, changed)
         elif product_images.table_exists(session):
             # Dual-write is off (the kill switch): the product's rows would go stale, so they
-            # go. Rows are always equal to the JSONB or absent; the backfill brings them back.
+            # go. Rows are always equal to the JSONB or absent; the backfill brings them back,
+            # and the tenant must be verified again before it may read the table.
             product_images.forget(session, product.id)
+            if shadow_reads.clear_verified(session, f"dual-write off: product {product.id}"):
+                DRIFT_FALLBACKS.labels(found_by="kill-switch").inc()
+                log.warning("images.verified_state_cleared", product=product.id)
         session.flush()
         IMAGE_WRITES.labels(dual_write=str(writes_table).lower()).observe(
             time.perf_counter() - started
@@ -255,3 +330,11 @@ def _find(images: tuple[Image, ...], image_id: UUID) -> Image:
         if image.id == image_id:
             return image
     raise ImageNotFound(image_id)
+
+
+def _served_jsonb(raw: object, product_id: int, created_at: datetime) -> tuple[Image, ...]:
+    """The JSONB as the backend serves it today: no label is known until a product is
+    migrated (by its first write or by the backfill), which is the bug being fixed."""
+    return normalise_legacy(
+        raw, product_id=product_id, product_created_at=created_at, is_legacy_source=False
+    ).images

@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from app.core.settings import Settings
 from app.main import create_app
 from backfill.runner import RunOptions, run_tenant
-from backfill.verify import verify_tenant
+from backfill.verify import verified_at, verify_tenant
 from tests.conftest import bearer
 from tests.flags.test_client import write_toggles
 from tests.images_db import insert_legacy_product, table_elements
@@ -87,6 +87,7 @@ def test_the_dual_write_kill_switch_writes_the_jsonb_only_and_forgets_the_rows(
         )
     assert added.status_code == 201
     assert table_elements(engine, tenant, product) == []
+    assert verified_at(engine, tenant) is None, "the write itself cleared the verified state"
     assert not verify_tenant(engine, tenant).is_verified, "the product counts as unmigrated"
     run_tenant(engine, tenant, RunOptions())
     assert verify_tenant(engine, tenant).is_verified

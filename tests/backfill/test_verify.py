@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, text
 
 from app.core.database import tenant_schema, unit_of_work
+from app.images.differences import EXTRA, FIELD_DIFFERS, MISSING, REORDERED
 from app.services.product_image_service import NewImage, ProductImageService
-from backfill.differences import EXTRA, FIELD_DIFFERS, MISSING, REORDERED
 from backfill.runner import RunOptions, run_tenant
 from backfill.verify import verified_at, verify_tenant
 from tests.backfill.test_runner import BASE, DIRTY, seed

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -13,11 +13,15 @@ import pytest
 from flags.client import TOGGLES_FILE, FlagClient, Toggle
 
 
-def write_toggles(path: Path, read_table_tenants: list[str]) -> None:
+def write_toggles(
+    path: Path, read_table_tenants: list[str], *, shadow_tenants: Sequence[str] = ()
+) -> None:
     definitions = json.loads(TOGGLES_FILE.read_text())
     for feature in definitions["features"]:
         if feature["name"] == Toggle.READ_TABLE:
             feature["strategies"][0]["constraints"][0]["values"] = read_table_tenants
+        if feature["name"] == Toggle.SHADOW_COMPARE:
+            feature["strategies"][0]["constraints"][0]["values"] = list(shadow_tenants)
     temporary = path.with_suffix(".tmp")
     temporary.write_text(json.dumps(definitions))
     os.replace(temporary, path)  # atomic: the watcher never reads half a file

@@ -81,3 +81,21 @@ class RejectedImageElement(Base):
     recorded_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+
+
+class ShadowMismatch(Base):
+    """One difference a shadow read found between the JSONB and the table (bounded sample)."""
+
+    __tablename__ = "shadow_mismatches"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    # No foreign key: the sample outlives a deleted product, like the rejection report.
+    product_id: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(Text)
+    detail: Mapped[str] = mapped_column(Text)
+    read_path: Mapped[str] = mapped_column(Text)
+    jsonb_ids: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    table_ids: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    jsonb_value: Mapped[object] = mapped_column(JSONB, nullable=True)
+    table_value: Mapped[object] = mapped_column(JSONB)
+    found_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

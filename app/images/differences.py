@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from datetime import datetime
 
-from app.images import Image
+from app.images.normalise import normalise_legacy
+from app.images.record import Image
 
 MISSING = "missing"  # in the JSONB, not in the table
 EXTRA = "extra"  # in the table, not in the JSONB
@@ -90,3 +92,23 @@ def classify(
                 )
             )
     return differences
+
+
+def compare_representations(
+    product_id: int,
+    raw_jsonb: object,
+    rows: Sequence[Image],
+    *,
+    product_created_at: datetime,
+    is_legacy_source: bool,
+) -> list[Difference]:
+    """How the table's rows differ from the JSONB once normalised exactly as the backfill
+    and the dual-write do (the shadow read's comparison; elements the normalisation rejects
+    are in the rejection report, not expected in the table)."""
+    expected = normalise_legacy(
+        raw_jsonb,
+        product_id=product_id,
+        product_created_at=product_created_at,
+        is_legacy_source=is_legacy_source,
+    ).images
+    return classify(product_id, expected, rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import timedelta
 from typing import Annotated
@@ -138,6 +139,12 @@ def demo(
     from app.core.security import issue_token, now_utc
     from app.seed.run import seed_database
 
+    # The demo serves its media over http on loopback; marketplaces want https. Let the
+    # demo's payloads be built anyway unless the operator said otherwise (never in production:
+    # Settings refuses it there).
+    if os.environ.get("APP_ENV", "development") != "production":
+        os.environ.setdefault("MARKETPLACE_ALLOW_HTTP", "true")
+    get_settings.cache_clear()
     settings = get_settings()
     resolve_database_url(settings)  # starts the embedded PostgreSQL when needed
     migrations.upgrade(None)
@@ -161,6 +168,7 @@ def demo(
         f'  curl -s -H "Authorization: Bearer $TOKEN" "{base}/api/products?limit=3"\n'
         f'  curl -s -H "Authorization: Bearer $TOKEN" {sample}\n'
         f'  curl -s -H "Authorization: Bearer $TOKEN" {sample}/images\n'
+        f'  curl -s -H "Authorization: Bearer $TOKEN" {sample}/marketplaces/vinted\n'
         f'  curl -s -H "Authorization: Bearer $ADMIN_TOKEN" {base}/api/admin/tenants\n'
     )
     sys.stdout.flush()

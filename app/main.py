@@ -15,10 +15,12 @@ from app.api.errors import install_error_handlers
 from app.api.media import MediaFiles
 from app.api.middleware import RequestContextMiddleware
 from app.api.products import images as product_images
+from app.api.products import marketplaces as product_marketplaces
 from app.api.products import routes as products
 from app.core.database import make_engine, resolve_database_url
 from app.core.logging import configure_logging
 from app.core.settings import Settings, get_settings
+from app.services.converters import converters
 from app.services.file_service import FileService
 from app.services.image_paths import ImagePaths
 from app.services.product_image_service import ProductImageService
@@ -66,6 +68,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         url_bases=(storage.base_url, *settings.extra_image_url_bases),
         paths=ImagePaths(flag_client.flags_for),
     )
+    app.state.converters = converters(app.state.images, settings)
     app.state.files = FileService(
         storage, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_upload_pixels
     )
@@ -74,6 +77,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.include_router(health.router)
     app.include_router(products.router)
     app.include_router(product_images.router)
+    app.include_router(product_marketplaces.router)
     app.include_router(admin_tenants.router)
     app.include_router(admin_migration.router)
     if isinstance(storage, LocalStorage):

@@ -337,3 +337,96 @@ def apply_overrides_command(
         )
     if failed:
         raise typer.Exit(1)
+
+
+@cli.command("audit-publications")
+def audit_publications(tenant: TenantOption = None) -> None:
+    """Build every product's Vinted, eBay and Etsy payload under each tenant's current read
+    stage and count the products whose payload would carry a label (exit 1 if any)."""
+    from app.services.converters import converters
+    from app.services.image_paths import ImagePaths
+    from app.services.product_image_service import ProductImageService
+    from backfill.audit import audit_tenant
+    from flags.client import FlagClient
+
+    engine = _engine()
+    settings = get_settings()
+    tenants = [t for t in _tenants(engine, tenant) if is_ready(engine, t)]
+    flags = FlagClient(
+        url=settings.unleash_url,
+        api_token=settings.unleash_api_token,
+        toggles_file=settings.flags_file,
+    )
+    if not flags.wait_until_ready(10.0):
+        console.print(f"[yellow]flags: {flags.source} did not answer; using the defaults[/yellow]")
+    service = ProductImageService(
+        legacy_sources=settings.legacy_sources,
+        max_images=settings.max_images_per_product,
+        url_bases=(settings.media_base_url, *settings.extra_image_url_bases),
+        paths=ImagePaths(flags.flags_for),
+    )
+    by_name = converters(service, settings)
+    audits = []
+    with Progress(
+        TextColumn("audit"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    ) as bar:
+        task = bar.add_task("tenants", total=len(tenants))
+        for tenant_id in tenants:
+            audits.append(audit_tenant(engine, tenant_id, service, by_name))
+            bar.advance(task)
+    flags.close()
+    engine.dispose()
+    table = Table(title="labels that would be published, per marketplace")
+    table.add_column("tenant")
+    table.add_column("products", justify="right")
+    table.add_column("with a label", justify="right")
+    table.add_column("read path")
+    for name in by_name:
+        table.add_column(f"{name} leaking", justify="right")
+        table.add_column(f"{name} no photo", justify="right")
+    for audit in audits:
+        table.add_row(
+            str(audit.tenant_id),
+            str(audit.products),
+            str(audit.labelled_products),
+            ", ".join(f"{path} {n}" for path, n in sorted(audit.read_paths.items())),
+            *(
+                value
+                for m in audit.marketplaces.values()
+                for value in (str(m.leaking), str(m.unpublishable))
+            ),
+        )
+    totals = {
+        name: (
+            sum(a.marketplaces[name].leaking for a in audits),
+            sum(a.marketplaces[name].unpublishable for a in audits),
+        )
+        for name in by_name
+    }
+    table.add_row(
+        "total",
+        str(sum(a.products for a in audits)),
+        str(sum(a.labelled_products for a in audits)),
+        "",
+        *(str(v) for pair in totals.values() for v in pair),
+    )
+    out = Console(width=None if sys.stdout.isatty() else 250)
+    out.print(table)
+    leaking = sum(leak for leak, _ in totals.values())
+    if settings.marketplace_allow_http:
+        out.print("MARKETPLACE_ALLOW_HTTP is on: http photo URLs were accepted (demo only)")
+    if leaking:
+        sample = sorted(
+            {p for a in audits for m in a.marketplaces.values() for p in m.leaking_sample}
+        )
+        out.print(
+            f"{leaking} payload(s) would publish a label; products for example: "
+            f"{', '.join(map(str, sample[:20]))}"
+        )
+        raise typer.Exit(1)
+    out.print("no payload would publish a label")

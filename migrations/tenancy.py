@@ -138,21 +138,15 @@ def run_online(context: Any, run: MigrationRun, metadata: MetaData) -> None:
     with engine.connect() as connection:
         connection.execute(text(f"SET lock_timeout = '{run.lock_timeout_ms}ms'"))
         connection.commit()
-        if run.touches_public:
-            _migrate_schema(context, connection, run, metadata, "public", "public", failures)
-            if failures:
-                raise TenantMigrationFailed(f"public schema not migrated: {failures['public']}")
-        if run.touches_tenants:
-            tenant_ids = run.tenant_ids or _all_tenants(connection)
-            for index, tenant_id in enumerate(tenant_ids, start=1):
-                schema = tenant_schema(tenant_id)
-                structlog.contextvars.bind_contextvars(tenant=tenant_id)
-                try:
-                    _migrate_schema(context, connection, run, metadata, schema, "tenant", failures)
-                finally:
-                    structlog.contextvars.unbind_contextvars("tenant")
-                if run.command in ("upgrade", "downgrade"):
-                    log.info("migration.progress", done=index, total=len(tenant_ids))
+        try:
+            _migrate_all(context, connection, run, metadata, failures)
+        finally:
+            # The connection may be the app's pooled one (a tenant created through the API):
+            # a session-level lock_timeout must not follow it back into request traffic.
+            if not connection.invalidated:
+                connection.rollback()
+                connection.execute(text("RESET lock_timeout"))
+                connection.commit()
     if failures:
         detail = "; ".join(f"{schema}: {reason}" for schema, reason in failures.items())
         raise TenantMigrationFailed(
@@ -297,3 +291,28 @@ def _sqlstate(exc: DBAPIError) -> str | None:
 
 def _first_line(message: str) -> str:
     return message.strip().splitlines()[0] if message.strip() else message
+
+
+def _migrate_all(
+    context: Any,
+    connection: Connection,
+    run: MigrationRun,
+    metadata: MetaData,
+    failures: dict[str, str],
+) -> None:
+    """Public first (its failure stops everything), then each tenant schema."""
+    if run.touches_public:
+        _migrate_schema(context, connection, run, metadata, "public", "public", failures)
+        if failures:
+            raise TenantMigrationFailed(f"public schema not migrated: {failures['public']}")
+    if run.touches_tenants:
+        tenant_ids = run.tenant_ids or _all_tenants(connection)
+        for index, tenant_id in enumerate(tenant_ids, start=1):
+            schema = tenant_schema(tenant_id)
+            structlog.contextvars.bind_contextvars(tenant=tenant_id)
+            try:
+                _migrate_schema(context, connection, run, metadata, schema, "tenant", failures)
+            finally:
+                structlog.contextvars.unbind_contextvars("tenant")
+            if run.command in ("upgrade", "downgrade"):
+                log.info("migration.progress", done=index, total=len(tenant_ids))

@@ -48,6 +48,10 @@ def test_token_refuses_a_bad_user_id_with_exit_code_2(args: tuple[str, ...]) -> 
         ({"APP_ENV": "production"}, "JWT_SECRET"),
         ({"MAX_IMAGES_PER_PRODUCT": "many"}, "MAX_IMAGES_PER_PRODUCT"),
         ({"STORAGE_BACKEND": "s3"}, "S3_BUCKET"),
+        (
+            {"APP_ENV": "production", "JWT_SECRET": "p" * 40, "MARKETPLACE_ALLOW_HTTP": "true"},
+            "MARKETPLACE_ALLOW_HTTP",
+        ),
     ],
 )
 def test_a_bad_setting_stops_start_up_naming_the_variable(

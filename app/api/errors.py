@@ -13,6 +13,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from app.api.deps import Forbidden, NotAuthenticated
 from app.api.products.schemas import ErrorOut
 from app.images import ImageError, ImageNotFound
+from app.marketplaces import NoPublishablePhoto
 from app.services.file_service import UploadRejected
 from app.services.product_image_service import LabelNotFound
 from app.services.product_service import ProductNotFound
@@ -73,6 +74,17 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LabelNotFound)
     async def _no_label(_: Request, exc: LabelNotFound) -> JSONResponse:
         return _error(404, str(exc), field="label")
+
+    @app.exception_handler(NoPublishablePhoto)
+    async def _nothing_to_publish(_: Request, exc: NoPublishablePhoto) -> JSONResponse:
+        return JSONResponse(
+            status_code=409,
+            content={
+                "detail": str(exc),
+                "field": exc.field,
+                "excluded": [vars(e) for e in exc.excluded],
+            },
+        )
 
     @app.exception_handler(UploadRejected)
     async def _upload_rejected(_: Request, exc: UploadRejected) -> JSONResponse:

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     max_upload_pixels: int = Field(default=40_000_000, gt=0)
     legacy_sources: tuple[str, ...] = ("pythonApiWOO",)
     migration_lock_timeout_ms: int = Field(default=500, gt=0)
+    # Marketplaces fetch photos over https only. A local demo serves its media over http on
+    # loopback: this lets its payloads be built anyway (refused with APP_ENV=production).
+    marketplace_allow_http: bool = False
 
     @field_validator("database_url")
     @classmethod
@@ -76,6 +79,8 @@ class Settings(BaseSettings):
     def _production_guards(self) -> Settings:
         if self.app_env == "production" and self.jwt_secret == DEVELOPMENT_JWT_SECRET:
             raise ValueError("JWT_SECRET must be set to a private value when APP_ENV=production")
+        if self.app_env == "production" and self.marketplace_allow_http:
+            raise ValueError("MARKETPLACE_ALLOW_HTTP must stay false when APP_ENV=production")
         if len(self.jwt_secret) < 32:
             raise ValueError("JWT_SECRET must be at least 32 characters long")
         if self.storage_backend == "s3" and not self.s3_bucket:

@@ -44,6 +44,24 @@ def test_new_tenant_schema_is_migrated_to_head_with_its_own_version_table(
     assert has_table(engine, schema, "products")
 
 
+def test_migrating_through_the_apps_engine_leaves_no_lock_timeout_on_its_pool(
+    database_url: str, make_tenant: Callable[[], int]
+) -> None:
+    # A tenant created through the API migrates with the app's pooled engine; the
+    # migration's session-level lock_timeout once followed the connection back into
+    # request traffic (a concurrency test hit "canceling statement due to lock timeout").
+    from app.core.database import make_engine
+    from app.services.tenant_service import create_tenant
+
+    engine = make_engine(database_url, pool_size=1)
+    try:
+        create_tenant(engine, email=f"pool-{make_tenant()}@example.com")
+        with engine.connect() as connection:
+            assert connection.execute(text("SHOW lock_timeout")).scalar_one() == "0"
+    finally:
+        engine.dispose()
+
+
 def test_downgrade_and_upgrade_one_tenant_leaves_the_others_alone(
     engine: Engine, make_tenant: Callable[[], int]
 ) -> None:

@@ -1,0 +1,81 @@
+"""Which of a product's images a marketplace may receive: never a label, in order, within
+the marketplace's rules; every image left out comes back with its reason."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from app.images import Image
+from app.marketplaces.rules import MarketplaceRules
+
+LABEL = "label: internal price-tag photo"
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """An image left out of a payload, and why."""
+
+    image_id: str
+    url: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class PhotoSelection:
+    """The photos to publish, in order (the first is the cover), and what was left out."""
+
+    photos: tuple[Image, ...]
+    excluded: tuple[Exclusion, ...]
+
+
+class NoPublishablePhoto(ValueError):
+    """A product left with no photo a marketplace may receive: never list it empty."""
+
+    field = "images"
+
+    def __init__(self, product_id: int, marketplace: str, excluded: Sequence[Exclusion]):
+        reasons = sorted({e.reason for e in excluded}) or ["the product has no image"]
+        super().__init__(
+            f"product {product_id} has no photo that can be published on {marketplace}: "
+            + "; ".join(reasons)
+        )
+        self.product_id = product_id
+        self.marketplace = marketplace
+        self.excluded = tuple(excluded)
+
+
+def select_photos(
+    images: Sequence[Image], rules: MarketplaceRules, *, allow_http: bool = False
+) -> PhotoSelection:
+    """The images in `order`, labels out, each rule applied, then the photo cap."""
+    photos: list[Image] = []
+    excluded: list[Exclusion] = []
+    for image in sorted(images, key=lambda i: i.order):
+        reason = _rule_broken(image, rules, allow_http=allow_http)
+        if reason is None and len(photos) >= rules.max_photos:
+            reason = f"over {rules.name}'s limit of {rules.max_photos} photos"
+        if reason is None:
+            photos.append(image)
+        else:
+            excluded.append(Exclusion(str(image.id), image.url, reason))
+    return PhotoSelection(tuple(photos), tuple(excluded))
+
+
+def _rule_broken(image: Image, rules: MarketplaceRules, *, allow_http: bool) -> str | None:
+    if image.is_label:
+        return LABEL
+    scheme = urlsplit(image.url).scheme.lower()
+    if scheme != "https" and not (allow_http and scheme == "http"):
+        return f"url is not https ({rules.name} fetches https only)"
+    if image.mime_type is not None and image.mime_type.lower() not in rules.accepted_types:
+        return f"type {image.mime_type} not accepted by {rules.name}"
+    if rules.min_longest_side and image.width and image.height:
+        longest = max(image.width, image.height)
+        if longest < rules.min_longest_side:
+            return (
+                f"{longest} px on the longest side, {rules.name} wants at least "
+                f"{rules.min_longest_side}"
+            )
+    return None

@@ -76,7 +76,12 @@ def create_tenant_command(
 
     engine = make_engine(resolve_database_url(get_settings()), pool_size=2)
     try:
-        user = create_tenant(engine, email=email, display_name=display_name)
+        user = create_tenant(
+            engine,
+            email=email,
+            display_name=display_name,
+            contract=get_settings().contract_new_tenants,
+        )
     except EmailTaken as exc:
         console.print(f"[red]email: {exc}[/red]")
         raise typer.Exit(2) from None

@@ -19,6 +19,7 @@ from app.images import is_legacy_source, normalise_legacy
 from app.marketplaces import NoPublishablePhoto
 from app.models import Product
 from app.repositories import shadow_reads
+from app.services.image_paths import tenant_facts
 from app.services.marketplace import MarketplaceConverter
 from app.services.product_image_service import ProductImageService
 
@@ -68,8 +69,9 @@ def audit_tenant(
                     select(Product).where(Product.id > after).order_by(Product.id).limit(CHUNK)
                 )
             )
+            contracted = tenant_facts(session).is_contracted
             for product in products:
-                both = shadow_reads.read_both(session, product.id)
+                both = shadow_reads.read_both(session, product.id, with_jsonb=not contracted)
                 assert both is not None  # read in the same transaction as the product
                 by_rule = normalise_legacy(
                     both.raw_jsonb,

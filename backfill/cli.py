@@ -31,7 +31,13 @@ from backfill import status as status_queries
 from backfill import verify as verification
 from backfill.controls import RunControls, pause_toggle
 from backfill.runner import RunOptions, TenantBusy, run_tenant
-from backfill.tenants import UnknownTenants, is_ready, product_count, select_tenants
+from backfill.tenants import (
+    UnknownTenants,
+    is_contracted,
+    is_ready,
+    product_count,
+    select_tenants,
+)
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 console = Console(stderr=True)
@@ -186,6 +192,12 @@ def verify(
             )
             any_mismatch = True
             continue
+        if is_contracted(engine, tenant_id):
+            console.print(
+                f"tenant {tenant_id}: contracted (products.images dropped; the table is the "
+                "only representation), nothing to compare"
+            )
+            continue
         report = verification.verify_tenant(engine, tenant_id, since=since)
         any_mismatch |= not report.is_verified
         _print_verification(report)
@@ -286,6 +298,10 @@ def report_labels(tenant: TenantOption = None) -> None:
 
     engine = _engine()
     tenants = [t for t in _tenants(engine, tenant) if is_ready(engine, t)]
+    contracted = [t for t in tenants if is_contracted(engine, t)]
+    if contracted:
+        console.print(f"contracted tenants left out (no JSONB): {contracted}")
+    tenants = [t for t in tenants if t not in contracted]
     reports = label_reports(engine, tenants, get_settings().legacy_sources)
     engine.dispose()
     table = Table(title="labels: rule (before) and table (after)")
@@ -430,3 +446,165 @@ def audit_publications(tenant: TenantOption = None) -> None:
         )
         raise typer.Exit(1)
     out.print("no payload would publish a label")
+
+
+@cli.command()
+def backup(
+    tenant: TenantOption = None,
+    drop: Annotated[
+        int | None, typer.Option("--drop", help="Delete this backup id (with one --tenant)")
+    ] = None,
+) -> None:
+    """Copy each tenant's `products.id, images` into its image_backups (or list / drop one)."""
+    from backfill import contract as contract_steps
+
+    engine = _engine()
+    tenants = _tenants(engine, tenant)
+    if drop is not None:
+        if len(tenants) != 1 or not tenant:
+            console.print("[red]--tenant: --drop needs exactly one --tenant[/red]")
+            raise typer.Exit(2)
+        if not contract_steps.delete_backup(engine, tenants[0], drop):
+            console.print(f"[red]--drop: tenant {tenants[0]} has no backup {drop}[/red]")
+            raise typer.Exit(2)
+        console.print(f"tenant {tenants[0]}: backup {drop} deleted")
+        return
+    for tenant_id in tenants:
+        if not is_ready(engine, tenant_id):
+            console.print(f"[yellow]tenant {tenant_id}: not migrated to head, skipped[/yellow]")
+            continue
+        try:
+            taken = contract_steps.backup_tenant(engine, tenant_id)
+        except contract_steps.ContractRefused as exc:
+            console.print(f"[yellow]tenant {tenant_id}: {exc}[/yellow]")
+            continue
+        console.print(
+            f"tenant {tenant_id}: backup {taken.id}, {taken.products} products, "
+            f"{taken.elements} elements, {taken.taken_at:%Y-%m-%d %H:%M:%S}"
+        )
+    engine.dispose()
+
+
+@cli.command()
+def backups(tenant: TenantOption = None) -> None:
+    """The backups each tenant holds."""
+    from backfill import contract as contract_steps
+
+    engine = _engine()
+    table = Table(title="image backups")
+    for column in ("tenant", "id", "taken at", "reason", "products", "elements"):
+        table.add_column(column)
+    for tenant_id in _tenants(engine, tenant):
+        if not is_ready(engine, tenant_id):
+            continue
+        for b in contract_steps.list_backups(engine, tenant_id):
+            table.add_row(
+                str(tenant_id),
+                str(b.id),
+                f"{b.taken_at:%Y-%m-%d %H:%M:%S}",
+                b.reason,
+                str(b.products),
+                str(b.elements),
+            )
+    engine.dispose()
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
+
+
+@cli.command()
+def restore(
+    tenant: Annotated[int, typer.Option("--tenant", help="Tenant id")],
+    backup_id: Annotated[int, typer.Option("--backup", help="Backup id (see `backups`)")],
+) -> None:
+    """Put a backup's JSONB back (the tenant must not be contracted); clears verified."""
+    from backfill import contract as contract_steps
+
+    engine = _engine()
+    _tenants(engine, [tenant])
+    try:
+        restored = contract_steps.restore_backup(engine, tenant, backup_id)
+    except contract_steps.ContractRefused as exc:
+        console.print(f"[red]--backup: {exc}[/red]")
+        raise typer.Exit(2) from None
+    finally:
+        engine.dispose()
+    console.print(
+        f"tenant {tenant}: {restored} product(s) restored from backup {backup_id}; run "
+        "`backfill verify` (the tenant is no longer verified)"
+    )
+
+
+@cli.command()
+def canonicalize(tenant: TenantOption = None) -> None:
+    """Rewrite each verified tenant's JSONB into exactly what the table rebuilds (a backup of
+    the original bytes first), so the contract can prove its downgrade gives it back."""
+    from backfill import contract as contract_steps
+
+    engine = _engine()
+    refused = False
+    for tenant_id in _tenants(engine, tenant):
+        if not is_ready(engine, tenant_id):
+            continue
+        try:
+            result = contract_steps.canonicalize_tenant(engine, tenant_id)
+        except contract_steps.ContractRefused as exc:
+            console.print(f"[yellow]tenant {tenant_id}: {exc}[/yellow]")
+            refused = True
+            continue
+        backup_note = f", backup {result.backup.id} first" if result.backup else ""
+        console.print(
+            f"tenant {tenant_id}: {result.rewritten} product(s) rewritten{backup_note}, "
+            f"{result.seconds:.2f} s"
+        )
+    engine.dispose()
+    if refused:
+        raise typer.Exit(1)
+
+
+@cli.command()
+def contract(
+    tenant: TenantOption = None,
+    all_tenants: Annotated[
+        bool, typer.Option("--all", help="Every tenant (refused ones are listed)")
+    ] = False,
+) -> None:
+    """Drop products.images for these tenants, behind the guards (verified, no drift,
+    canonical JSONB, no long transaction) and after a backup. Same as
+    `alembic -n contract upgrade head -x tenant=N`."""
+    from app.core import migrate
+    from migrations.tenancy import TenantMigrationFailed
+
+    if not tenant and not all_tenants:
+        console.print("[red]--tenant: give the tenants to contract, or --all[/red]")
+        raise typer.Exit(2)
+    engine = _engine()
+    tenants = _tenants(engine, tenant)
+    try:
+        migrate.contract(engine, tenant_ids=tenants)
+    except TenantMigrationFailed as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    console.print(f"contracted: {', '.join(map(str, tenants))}")
+
+
+@cli.command()
+def uncontract(tenant: TenantOption = None) -> None:
+    """Re-add products.images for these tenants, rebuilt from the table with every key.
+    Same as `alembic -n contract downgrade base -x tenant=N`."""
+    from app.core import migrate
+    from migrations.tenancy import TenantMigrationFailed
+
+    if not tenant:
+        console.print("[red]--tenant: give the tenants to uncontract[/red]")
+        raise typer.Exit(2)
+    engine = _engine()
+    tenants = _tenants(engine, tenant)
+    try:
+        migrate.uncontract(engine, tenant_ids=tenants)
+    except TenantMigrationFailed as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    console.print(f"uncontracted: {', '.join(map(str, tenants))}")

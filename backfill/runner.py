@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError
 
 from app.core.database import quoted_schema, tenant_schema
 from backfill.projection import project_products, record_rejections
+from backfill.tenants import is_contracted
 
 log = structlog.get_logger("backfill")
 
@@ -126,6 +127,10 @@ def run_tenant(
     controls = controls or NoControls()
     schema = quoted_schema(tenant_schema(tenant_id))
     bound = structlog.get_logger("backfill").bind(tenant=tenant_id, stage="backfill")
+    if is_contracted(engine, tenant_id):
+        # products.images is gone: the table is the only representation, nothing to copy.
+        bound.info("backfill.contracted_skip")
+        return TenantResult(tenant_id, run_id=0, status="contracted")
     with engine.connect() as lock_connection:
         # Session-level advisory lock: one runner per tenant, whatever started it (CLI or job
         # worker), released by PostgreSQL if the process dies, even with kill -9.

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import Engine, text
 
 from app.core.database import quoted_schema, tenant_schema
-from backfill.tenants import is_ready
+from backfill.tenants import has_images_column, is_ready
 
 
 @dataclass(frozen=True)
@@ -35,12 +35,19 @@ class TenantStatus:
         return min(100.0, 100.0 * (self.table_rows + self.rejected) / self.jsonb_images)
 
 
+_JSONB_COUNT = (
+    "(SELECT coalesce(sum(CASE jsonb_typeof(images) WHEN 'array' "
+    "THEN jsonb_array_length(images) ELSE 1 END), 0) FROM {s}.products)"
+)
+_CONTRACTED_COUNT = (
+    "((SELECT count(*) FROM {s}.product_images) "
+    "+ (SELECT count(*) FROM {s}.rejected_image_elements))"
+)
+
 _STATUS_SQL = """
 SELECT
   (SELECT count(*) FROM {s}.products) AS products,
-  (SELECT coalesce(sum(CASE jsonb_typeof(images) WHEN 'array' THEN jsonb_array_length(images)
-                        ELSE 1 END), 0)
-     FROM {s}.products) AS jsonb_images,
+  {jsonb_count} AS jsonb_images,
   (SELECT count(*) FROM {s}.product_images) AS table_rows,
   (SELECT count(*) FROM {s}.rejected_image_elements) AS rejected,
   (SELECT count(*) FROM {s}.product_images WHERE is_label) AS labels,
@@ -62,9 +69,11 @@ def tenant_status(engine: Engine, tenant_ids: Sequence[int]) -> list[TenantStatu
         for tenant_id in tenant_ids:
             if not is_ready(engine, tenant_id):
                 continue
-            row = connection.execute(
-                text(_STATUS_SQL.format(s=quoted_schema(tenant_schema(tenant_id))))
-            ).one()
+            schema = quoted_schema(tenant_schema(tenant_id))
+            # Contracted: no JSONB any more; every element is a row or a rejection.
+            count = _JSONB_COUNT if has_images_column(connection, schema) else _CONTRACTED_COUNT
+            sql = _STATUS_SQL.format(s=schema, jsonb_count=count.format(s=schema))
+            row = connection.execute(text(sql)).one()
             statuses.append(
                 TenantStatus(
                     tenant_id=tenant_id,

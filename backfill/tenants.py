@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
-from app.core.database import tenant_schema
+from app.core.database import quoted_schema, tenant_schema
 
 
 class UnknownTenants(ValueError):
@@ -71,3 +71,22 @@ def product_count(engine: Engine, tenant_ids: Sequence[int]) -> int:
                     ).scalar_one()
                 )
     return total
+
+
+def has_images_column(connection: Connection, schema: str) -> bool:
+    """Whether `products.images` still exists (False: the tenant is contracted)."""
+    return bool(
+        connection.execute(
+            text(
+                "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(:t) "
+                "AND attname = 'images' AND NOT attisdropped)"
+            ),
+            {"t": f"{schema}.products"},
+        ).scalar_one()
+    )
+
+
+def is_contracted(engine: Engine, tenant_id: int) -> bool:
+    """The tenant's products have no JSONB column any more."""
+    with engine.connect() as connection:
+        return not has_images_column(connection, quoted_schema(tenant_schema(tenant_id)))

@@ -21,6 +21,7 @@ from app.core.settings import get_settings
 from app.images import Image, row_to_image
 from app.images.differences import Difference, classify
 from backfill.projection import project_products, record_rejections
+from backfill.tenants import is_contracted
 
 log = structlog.get_logger("backfill.verify")
 
@@ -40,6 +41,10 @@ FROM {table}
 {where}
 GROUP BY product_id
 """
+
+
+class TenantContracted(RuntimeError):
+    """The tenant has no JSONB any more: verification has nothing to compare."""
 
 
 @dataclass
@@ -85,6 +90,10 @@ def verify_tenant(
     started = time.monotonic()
     schema = quoted_schema(tenant_schema(tenant_id))
     report = VerificationReport(tenant_id=tenant_id, since=since)
+    if is_contracted(engine, tenant_id):
+        raise TenantContracted(
+            f"tenant {tenant_id} is contracted: products.images is gone, nothing to compare"
+        )
     with engine.connect() as connection:
         connection.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
         _expected_into_temp_tables(connection, schema, since)
@@ -101,6 +110,17 @@ def verify_tenant(
         seconds=round(report.seconds, 3),
     )
     return report
+
+
+def compare_into_report(connection: Connection, schema: str, report: VerificationReport) -> None:
+    """The comparison (of the products updated since `report.since`, or all) inside the
+    caller's transaction (the contract's guard), leaving no temporary table behind and the
+    search path on the tenant's schema."""
+    _expected_into_temp_tables(connection, schema, report.since)
+    _count(connection, schema, report, report.since)
+    _compare(connection, schema, report)
+    connection.execute(text("DROP TABLE pg_temp.product_images, pg_temp.rejected_image_elements"))
+    connection.execute(text(f"SET LOCAL search_path TO {schema}"))
 
 
 def _scope(since: str | None, alias: str = "") -> str:

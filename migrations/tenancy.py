@@ -38,6 +38,8 @@ class MigrationRun:
     scope: str = "all"
     lock_timeout_ms: int = 500
     lock_retries: int = DEFAULT_LOCK_RETRIES
+    # The contract history (alembic.ini [contract]) keeps its own version table per schema.
+    version_table: str = "alembic_version"
     engine: Engine | None = None
     sleep: Any = field(default=time.sleep, repr=False)
 
@@ -49,7 +51,9 @@ class MigrationRun:
         raw_tenants = attrs.get("tenant_ids")
         if raw_tenants is None and x.get("tenant"):
             raw_tenants = [_parse_tenant(part) for part in x["tenant"].split(",") if part]
-        scope = attrs.get("scope") or x.get("scope", "all")
+        section = config.config_ini_section
+        default_scope = config.get_section_option(section, "default_scope", "all") or "all"
+        scope = attrs.get("scope") or x.get("scope", default_scope)
         if scope not in ("all", "public", "tenants"):
             raise SystemExit(f"-x scope must be all, public or tenants, got {scope!r}")
         settings = get_settings()
@@ -61,6 +65,8 @@ class MigrationRun:
                 "lock_timeout_ms", attrs, x, settings.migration_lock_timeout_ms
             ),
             lock_retries=_int_option("lock_retries", attrs, x, DEFAULT_LOCK_RETRIES),
+            version_table=config.get_section_option(section, "version_table", "alembic_version")
+            or "alembic_version",
             engine=attrs.get("engine"),
             sleep=attrs.get("sleep", time.sleep),
         )
@@ -121,6 +127,7 @@ def run_offline(context: Any, run: MigrationRun, metadata: MetaData) -> None:
             target_metadata=metadata,
             literal_binds=True,
             version_table_schema=schema,
+            version_table=run.version_table,
             tag=scope,
         )
         with context.begin_transaction():
@@ -175,7 +182,9 @@ def _migrate_schema(
     for attempt in range(run.lock_retries + 1):
         started = time.monotonic()
         try:
-            before, after = _migrate_once(context, connection, metadata, schema, scope)
+            before, after = _migrate_once(
+                context, connection, metadata, schema, scope, run.version_table
+            )
         except DBAPIError as exc:
             connection.rollback()
             if _sqlstate(exc) != LOCK_NOT_AVAILABLE:
@@ -217,7 +226,12 @@ def _migrate_schema(
 
 
 def _migrate_once(
-    context: Any, connection: Connection, metadata: MetaData, schema: str, scope: Scope
+    context: Any,
+    connection: Connection,
+    metadata: MetaData,
+    schema: str,
+    scope: Scope,
+    version_table: str,
 ) -> tuple[str | None, str | None]:
     """One attempt, one transaction; returns the revision before and after."""
     connection.info[SCOPE_KEY] = scope
@@ -226,6 +240,7 @@ def _migrate_once(
         connection=connection,
         target_metadata=metadata,
         version_table_schema=schema,
+        version_table=version_table,
         transaction_per_migration=False,
     )
     try:
@@ -239,24 +254,22 @@ def _migrate_once(
                 connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {quoted_schema(schema)}"))
             connection.execute(text(f"SET LOCAL search_path TO {quoted_schema(schema)}"))
             connection.dialect.default_schema_name = schema
-            before = _current_revision(connection, schema)
+            before = _current_revision(connection, schema, version_table)
             context.run_migrations()
-            after = _current_revision(connection, schema)
+            after = _current_revision(connection, schema, version_table)
         return before, after
     finally:
         connection.dialect.default_schema_name = default_schema
 
 
-def _current_revision(connection: Connection, schema: str) -> str | None:
+def _current_revision(connection: Connection, schema: str, version_table: str) -> str | None:
+    table = f"{quoted_schema(schema)}.{version_table}"
     exists = connection.execute(
-        text("SELECT to_regclass(:name) IS NOT NULL"),
-        {"name": f"{quoted_schema(schema)}.alembic_version"},
+        text("SELECT to_regclass(:name) IS NOT NULL"), {"name": table}
     ).scalar_one()
     if not exists:
         return None
-    row = connection.execute(
-        text(f"SELECT version_num FROM {quoted_schema(schema)}.alembic_version LIMIT 1")
-    ).scalar()
+    row = connection.execute(text(f"SELECT version_num FROM {table} LIMIT 1")).scalar()
     return str(row) if row is not None else None
 
 

@@ -16,8 +16,10 @@ _alembic_lock = threading.Lock()
 
 
 def alembic_config(engine: Engine | None = None, **attributes: object) -> Config:
-    """The repository's alembic.ini, with an engine and run options passed as attributes."""
-    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    """The repository's alembic.ini, with an engine and run options passed as attributes;
+    attribute `section="contract"` selects the contract history."""
+    section = str(attributes.pop("section", "alembic"))
+    config = Config(str(PROJECT_ROOT / "alembic.ini"), ini_section=section)
     config.attributes.update({"engine": engine, **attributes})
     return config
 
@@ -46,3 +48,24 @@ def downgrade(
     config = alembic_config(engine, command="downgrade", tenant_ids=tenant_ids, **options)
     with _alembic_lock:
         command.downgrade(config, revision)
+
+
+def contract(engine: Engine | None, *, tenant_ids: Sequence[int] | None, **options: object) -> None:
+    """The contract history to head for these tenants (None: every tenant): drop
+    products.images behind its guards. Never part of `upgrade`."""
+    config = alembic_config(
+        engine, section="contract", command="upgrade", tenant_ids=tenant_ids, **options
+    )
+    with _alembic_lock:
+        command.upgrade(config, "head")
+
+
+def uncontract(
+    engine: Engine | None, *, tenant_ids: Sequence[int] | None, **options: object
+) -> None:
+    """The contract history back to base: re-add products.images, rebuilt from the table."""
+    config = alembic_config(
+        engine, section="contract", command="downgrade", tenant_ids=tenant_ids, **options
+    )
+    with _alembic_lock:
+        command.downgrade(config, "base")

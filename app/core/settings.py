@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     # Marketplaces fetch photos over https only. A local demo serves its media over http on
     # loopback: this lets its payloads be built anyway (refused with APP_ENV=production).
     marketplace_allow_http: bool = False
+    # Once every tenant is contracted: new tenants start contracted (table only) too.
+    contract_new_tenants: bool = False
 
     @field_validator("database_url")
     @classmethod

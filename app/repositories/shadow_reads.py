@@ -48,11 +48,15 @@ class SampledMismatch:
     found_at: datetime
 
 
-def read_both(session: Session, product_id: int) -> BothRepresentations | None:
+def read_both(
+    session: Session, product_id: int, *, with_jsonb: bool = True
+) -> BothRepresentations | None:
     """One statement, hence one snapshot even at READ COMMITTED: a write committed between
-    two separate reads cannot show up as a false mismatch. None: no such product."""
+    two separate reads cannot show up as a false mismatch. None: no such product.
+    `with_jsonb=False` for a contracted tenant (no column: `raw_jsonb` is None)."""
+    jsonb = _products.c.images if with_jsonb else literal(None).label("images")
     statement = (
-        select(_products.c.images, _products.c.created_at, _products.c.source, _images)
+        select(jsonb, _products.c.created_at, _products.c.source, _images)
         .select_from(_products.outerjoin(_images, _images.c.product_id == _products.c.id))
         .where(_products.c.id == product_id)
         .order_by(_images.c.order)
@@ -68,7 +72,7 @@ def read_both(session: Session, product_id: int) -> BothRepresentations | None:
     )
     return BothRepresentations(
         product_id=product_id,
-        raw_jsonb=first[_products.c.images],
+        raw_jsonb=first["images"],
         created_at=first[_products.c.created_at],
         source=first[_products.c.source],
         rows=rows,

@@ -21,20 +21,27 @@ __all__ = ["FlagSource", "ImagePaths", "ReadPath", "tenant_facts"]
 
 
 def tenant_facts(session: Session) -> TenantFacts:
-    """Expanded? backfilled? verified? Read inside the caller's transaction."""
+    """Expanded? backfilled? verified? contracted? Read inside the caller's transaction."""
     schema = quoted_schema(session_schema(session))
     present = session.execute(
         text(
             "SELECT to_regclass(:images) IS NOT NULL, to_regclass(:state) IS NOT NULL, "
-            "to_regclass(:runs) IS NOT NULL"
+            "to_regclass(:runs) IS NOT NULL, NOT EXISTS (SELECT 1 FROM pg_attribute "
+            "WHERE attrelid = to_regclass(:products) AND attname = 'images' "
+            "AND NOT attisdropped), "
+            # Reading products (no row) takes its ACCESS SHARE lock until the request ends:
+            # the contract's DROP COLUMN waits for this request, so what this query says
+            # about the column stays true for the whole request.
+            f"(SELECT count(*) FROM (SELECT FROM {schema}.products LIMIT 0) AS held)"
         ),
         {
             "images": f"{schema}.product_images",
             "state": f"{schema}.image_migration_state",
             "runs": f"{schema}.backfill_runs",
+            "products": f"{schema}.products",
         },
     ).one()
-    has_table, has_state, has_runs = (bool(value) for value in present)
+    has_table, has_state, has_runs, is_contracted = (bool(value) for value in present[:4])
     is_verified = has_state and bool(
         session.execute(
             text(f"SELECT verified_at IS NOT NULL FROM {schema}.image_migration_state")
@@ -47,7 +54,9 @@ def tenant_facts(session: Session) -> TenantFacts:
     )
     return TenantFacts(
         has_table=has_table,
-        is_contracted=False,  # the contract migration (issue 9) will say
+        # The schema itself says: products.images is gone (read per request, in the request's
+        # transaction, so a contract or its downgrade is seen by the next request).
+        is_contracted=is_contracted and has_table,
         is_backfilled=is_backfilled,
         is_verified=is_verified,
     )

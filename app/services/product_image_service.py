@@ -275,11 +275,13 @@ class ProductImageService:
     ) -> tuple[Image, ...]:
         """Lock the product, load its images, apply the pure change, write both representations."""
         started = time.perf_counter()
-        product = lock_product(session, product_id)
-        writes_table = self.paths.writes_table(session)
-        current = self._current(session, product, writes_table=writes_table)
+        resolution = self.paths.resolution(session)
+        writes_table, writes_jsonb = resolution.writes_table, resolution.writes_jsonb
+        product = lock_product(session, product_id, with_images=writes_jsonb)
+        current = self._current(session, product, writes_table=writes_table, has_jsonb=writes_jsonb)
         changed = change(current)
-        product.images = [image_to_element(image) for image in changed]
+        if writes_jsonb:  # gone after the contract: the table is the only representation
+            product.images = [image_to_element(image) for image in changed]
         product.updated_at = now
         if writes_table:
             product_images.replace(session, product.id, changed)
@@ -299,12 +301,13 @@ class ProductImageService:
         return changed
 
     def _current(
-        self, session: Session, product: Product, *, writes_table: bool
+        self, session: Session, product: Product, *, writes_table: bool, has_jsonb: bool
     ) -> tuple[Image, ...]:
-        """The table rows when the product has some, else its JSONB migrated on first touch."""
+        """The table rows when the product has some, else its JSONB migrated on first touch
+        (after the contract there is no JSONB: the rows are all there is)."""
         if writes_table:
             rows = product_images.load(session, product.id)
-            if rows:
+            if rows or not has_jsonb:
                 return rows
         migrated = normalise_legacy(
             product.images,

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, undefer
 
 from app.models import Product
 
@@ -38,11 +38,13 @@ def get_product(session: Session, product_id: int) -> Product:
     return product
 
 
-def lock_product(session: Session, product_id: int) -> Product:
-    """The product under its row lock (`SELECT ... FOR UPDATE`), or ProductNotFound."""
-    product = session.scalars(
-        select(Product).where(Product.id == product_id).with_for_update()
-    ).one_or_none()
+def lock_product(session: Session, product_id: int, *, with_images: bool = False) -> Product:
+    """The product under its row lock (`SELECT ... FOR UPDATE`), or ProductNotFound; its
+    JSONB loaded in the same statement when asked (absent once the tenant is contracted)."""
+    query = select(Product).where(Product.id == product_id).with_for_update()
+    if with_images:
+        query = query.options(undefer(Product.images))
+    product = session.scalars(query).one_or_none()
     if product is None:
         raise ProductNotFound(product_id)
     return product
@@ -50,7 +52,8 @@ def lock_product(session: Session, product_id: int) -> Product:
 
 def create_product(session: Session, fields: Mapping[str, Any], *, now: datetime) -> Product:
     """Insert a product (no images yet) and return it with its id."""
-    product = Product(**fields, images=[], created_at=now, updated_at=now)
+    # No `images`: its server default fills it, and a contracted tenant has no such column.
+    product = Product(**fields, created_at=now, updated_at=now)
     session.add(product)
     session.flush()
     return product

@@ -28,8 +28,12 @@ class EmailTaken(ValueError):
     """Another user already has this email."""
 
 
-def create_tenant(engine: Engine, *, email: str, display_name: str | None = None) -> User:
-    """Insert the user, then migrate its new schema to head (never create_all + stamp)."""
+def create_tenant(
+    engine: Engine, *, email: str, display_name: str | None = None, contract: bool = False
+) -> User:
+    """Insert the user, then migrate its new schema to head (never create_all + stamp).
+    `contract` (CONTRACT_NEW_TENANTS, once the fleet is contracted): the new, empty tenant is
+    verified and contracted at once, so it starts table-only like the others."""
     with unit_of_work(engine) as session:
         if session.scalar(select(User.id).where(User.email == email)) is not None:
             raise EmailTaken(f"a user with email {email!r} already exists")
@@ -37,7 +41,12 @@ def create_tenant(engine: Engine, *, email: str, display_name: str | None = None
         session.add(user)
         session.flush()
     migrate.upgrade(engine, tenant_ids=[user.id])
-    log.info("tenant.created", tenant=user.id)
+    if contract:
+        from backfill.verify import verify_tenant
+
+        verify_tenant(engine, user.id)  # no product yet: verified, and canonical
+        migrate.contract(engine, tenant_ids=[user.id])
+    log.info("tenant.created", tenant=user.id, contracted=contract)
     return user
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 from sqlalchemy import select
@@ -62,9 +62,16 @@ def list_tenants(session: AdminSession) -> list[TenantOut]:
     status_code=status.HTTP_201_CREATED,
     responses={409: {"description": "Email already taken"}},
 )
-async def create(body: TenantCreate, engine: EngineDep, _admin: AdminPrincipal) -> TenantOut:
-    """Create the user and migrate its schema to head."""
+async def create(
+    body: TenantCreate, engine: EngineDep, _admin: AdminPrincipal, request: Request
+) -> TenantOut:
+    """Create the user and migrate its schema to head (contracted too when
+    CONTRACT_NEW_TENANTS is on)."""
     user = await run_in_threadpool(
-        create_tenant, engine, email=str(body.email), display_name=body.display_name
+        create_tenant,
+        engine,
+        email=str(body.email),
+        display_name=body.display_name,
+        contract=request.app.state.settings.contract_new_tenants,
     )
     return _out(user)

@@ -28,6 +28,9 @@ class Product(Base):
     """`user_<id>.products`."""
 
     __tablename__ = "products"
+    # No RETURNING of server defaults on insert: it would name `images`, which a contracted
+    # tenant no longer has; server-filled attributes load on first access instead.
+    __mapper_args__ = {"eager_defaults": False}
     __table_args__ = (
         CheckConstraint("price >= 0", name="price_not_negative"),
         CheckConstraint("status IN ('draft', 'active', 'sold', 'archived')", name="status_known"),
@@ -44,7 +47,8 @@ class Product(Base):
     status: Mapped[str] = mapped_column(String(16), server_default="draft")
     source: Mapped[str] = mapped_column(String(64), server_default="stoflow")
     # The legacy representation: [{"url", "order", "created_at"}, ...]. Kept in step with
-    # product_images by the dual-write until the contract migration drops it.
-    images: Mapped[Any] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    # product_images by the dual-write until the contract migration drops it. Deferred: a
+    # contracted tenant's products have no such column, so it is loaded only where asked.
+    images: Mapped[Any] = mapped_column(JSONB, server_default=text("'[]'::jsonb"), deferred=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -17,6 +17,7 @@ from app.api.middleware import RequestContextMiddleware
 from app.api.products import images as product_images
 from app.api.products import marketplaces as product_marketplaces
 from app.api.products import routes as products
+from app.console import routes as console
 from app.core.database import make_engine, resolve_database_url
 from app.core.logging import configure_logging
 from app.core.settings import Settings, get_settings
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.include_router(products.router)
     app.include_router(product_images.router)
     app.include_router(product_marketplaces.router)
+    console.install(app)
     app.include_router(admin_tenants.router)
     app.include_router(admin_migration.router)
     if isinstance(storage, LocalStorage):

@@ -5,7 +5,7 @@ the shadow reads' mismatch sample, replayable."""
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Protocol
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -25,42 +25,26 @@ from flags import toggle_file
 from flags.admin_api import UnleashAdmin, UnleashAdminError
 from flags.client import FlagClient, Toggle
 from flags.stages import resolve
+from flags.store import (
+    GLOBAL,
+    PER_TENANT,
+    StoreUnavailable,
+    ToggleStore,
+    toggle_store,
+    unverified_tenants,
+)
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 console = Console(stderr=True)
 
-PER_TENANT = {"read-table": Toggle.READ_TABLE, "shadow-compare": Toggle.SHADOW_COMPARE}
-GLOBAL = {"dual-write": Toggle.DUAL_WRITE, "backfill-pause": Toggle.BACKFILL_PAUSE}
 TenantOption = Annotated[list[int] | None, typer.Option("--tenant", help="Tenant id (repeatable)")]
 
 
-class ToggleStore(Protocol):
-    """Where toggles are changed: the Unleash Admin API or the local file."""
-
-    location: str
-
-    def tenants(self, name: str) -> list[int]: ...
-
-    def is_enabled(self, name: str) -> bool: ...
-
-    def set_tenants(self, name: str, *, add: list[int], remove: list[int]) -> list[int]: ...
-
-    def set_enabled(self, name: str, enabled: bool) -> None: ...
-
-    def close(self) -> None: ...
-
-
 def _store(settings: Settings) -> ToggleStore:
-    if not settings.unleash_url:
-        return toggle_file.FileStore(settings.flags_file)
-    if not settings.unleash_admin_token:
-        raise _fail("UNLEASH_ADMIN_TOKEN: required to change toggles while UNLEASH_URL is set")
-    return UnleashAdmin(
-        settings.unleash_url,
-        settings.unleash_admin_token,
-        project=settings.unleash_project,
-        environment=settings.unleash_environment,
-    )
+    try:
+        return toggle_store(settings)
+    except StoreUnavailable as exc:
+        raise _fail(str(exc)) from None
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -174,14 +158,7 @@ def _change(toggle: str, tenants: list[int] | None, *, enable: bool, force: bool
 
 
 def _refuse_unverified(engine: Engine, tenants: list[int]) -> None:
-    unverified = []
-    for tenant_id in tenants:
-        if not is_ready(engine, tenant_id):
-            unverified.append(tenant_id)
-            continue
-        with unit_of_work(engine, tenant_id) as session:
-            if not tenant_facts(session).is_verified:
-                unverified.append(tenant_id)
+    unverified = unverified_tenants(engine, tenants)
     if unverified:
         raise _fail(
             f"--tenant: not verified: {', '.join(map(str, unverified))}; run "

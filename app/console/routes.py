@@ -1,0 +1,461 @@
+"""`/admin`: the operator console (server-rendered; htmx polls the live fragments).
+
+Views read through app/console/state.py; actions call the same functions as the CLI
+(`backfill.jobs.enqueue_backfills`, `backfill.verify.verify_tenant`, `flags.store`) with
+the same guards, log who did what, and redirect back with a message."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote, urlsplit
+
+import structlog
+from fastapi import APIRouter, FastAPI, Form, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from app.console.auth import (
+    COOKIE,
+    ConsoleLoginRequired,
+    CsrfRejected,
+    admin_from_cookie,
+    check_csrf,
+    csrf_token,
+)
+from app.console.state import (
+    STAGES,
+    RowCache,
+    filtered,
+    overview,
+    recent_runs,
+    rejected_elements,
+    tenant_rows,
+)
+from app.core.database import unit_of_work
+from app.core.metrics import INTERLOCK_REFUSALS
+from app.core.security import InvalidToken, decode_token
+from app.images import operations
+from app.services.product_service import list_products
+from backfill.audit import TenantAudit, audit_tenant
+from backfill.labels import label_reports
+from backfill.tenants import UnknownTenants, is_contracted, select_tenants
+from backfill.verify import TenantContracted, verify_tenant
+from flags.client import Toggle
+from flags.store import PER_TENANT, StoreUnavailable, toggle_store, unverified_tenants
+
+log = structlog.get_logger("console")
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+router = APIRouter(prefix="/admin", include_in_schema=False)
+PAGE_SIZE = 50
+
+CsrfField = Annotated[str | None, Form(alias="csrf")]
+
+
+def install(app: FastAPI) -> None:
+    """Mount the console, its assets and its error pages on the app."""
+    app.mount("/admin/static", StaticFiles(directory=HERE / "static"), name="console-static")
+    app.include_router(router)
+
+    @app.exception_handler(ConsoleLoginRequired)
+    async def _login(request: Request, exc: ConsoleLoginRequired) -> Response:
+        if request.method == "GET":
+            target = quote(
+                request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            )
+            return RedirectResponse(f"/admin/login?next={target}", status_code=303)
+        return _refused(request, 403, str(exc))
+
+    @app.exception_handler(CsrfRejected)
+    async def _csrf(request: Request, exc: CsrfRejected) -> Response:
+        log.warning("console.csrf_rejected", path=request.url.path)
+        return _refused(request, 403, str(exc))
+
+
+def _refused(request: Request, status: int, reason: str) -> Response:
+    return templates.TemplateResponse(
+        request, "refused.html", {"reason": reason, "csrf": ""}, status_code=status
+    )
+
+
+def _rows(request: Request) -> RowCache:
+    cache: RowCache | None = getattr(request.app.state, "console_rows", None)
+    if cache is None:
+        cache = RowCache(request.app.state.engine, request.app.state.flags.flags_for)
+        request.app.state.console_rows = cache
+    return cache
+
+
+def _page(request: Request, name: str, **context: Any) -> HTMLResponse:
+    response = templates.TemplateResponse(
+        request,
+        name,
+        {"csrf": csrf_token(request), "msg": request.query_params.get("msg"), **context},
+    )
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' http: https:; "
+        "frame-ancestors 'none'"
+    )
+    response.headers["X-Frame-Options"] = "DENY"
+    return response
+
+
+def _who(request: Request) -> str:
+    token = request.cookies.get(COOKIE, "")
+    fingerprint = hashlib.sha256(token.encode()).hexdigest()[:10]
+    host = request.client.host if request.client else "?"
+    return f"admin token {fingerprint} from {host}"
+
+
+def _back(request: Request, message: str, fallback: str = "/admin") -> RedirectResponse:
+    referer = request.headers.get("referer", "")
+    path = urlsplit(referer).path if referer else ""
+    target = path if path.startswith("/admin") else fallback
+    return RedirectResponse(f"{target}?msg={quote(message)}", status_code=303)
+
+
+# --- sign in ------------------------------------------------------------------------------
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request, next: str = "/admin") -> HTMLResponse:
+    return _page(request, "login.html", next=next if next.startswith("/admin") else "/admin")
+
+
+@router.post("/login", response_model=None)
+def login(
+    request: Request,
+    token: Annotated[str, Form(max_length=4096)],
+    next: Annotated[str, Form()] = "/admin",
+) -> Response:
+    try:
+        principal = decode_token(request.app.state.settings.jwt_secret, token.strip())
+    except InvalidToken as exc:
+        return _page(request, "login.html", next=next, error=f"token: {exc}")
+    if not principal.is_admin:
+        return _page(request, "login.html", next=next, error="token: not an admin token")
+    target = next if next.startswith("/admin") and not next.startswith("/admin/login") else "/admin"
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(
+        COOKIE,
+        token.strip(),
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/admin",
+        max_age=request.app.state.settings.jwt_ttl_seconds,
+    )
+    log.info("console.login", who=_who(request))
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, csrf: CsrfField = None) -> RedirectResponse:
+    check_csrf(request, csrf)
+    response = RedirectResponse("/admin/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/admin")
+    return response
+
+
+# --- views --------------------------------------------------------------------------------
+
+
+@router.get("", response_class=HTMLResponse)
+def overview_page(request: Request) -> HTMLResponse:
+    admin_from_cookie(request)
+    rows = _rows(request).rows()
+    labels = _labels(request)
+    return _page(
+        request,
+        "overview.html",
+        summary=overview(rows),
+        stages=STAGES,
+        labels=labels,
+        refusals=int(INTERLOCK_REFUSALS._value.get()),
+        audit=getattr(request.app.state, "console_audit", None),
+        paused=request.app.state.flags.is_enabled(Toggle.BACKFILL_PAUSE),
+    )
+
+
+def _labels(request: Request) -> Any:
+    cached = getattr(request.app.state, "console_labels", None)
+    if cached is not None and time.monotonic() - cached[0] < 30:
+        return cached[1]
+    engine = request.app.state.engine
+    tenants = [r.tenant_id for r in _rows(request).rows() if not is_contracted(engine, r.tenant_id)]
+    total = label_reports(engine, tenants, request.app.state.settings.legacy_sources)[-1]
+    request.app.state.console_labels = (time.monotonic(), total)
+    return total
+
+
+@router.get("/tenants", response_class=HTMLResponse)
+def tenants_page(
+    request: Request,
+    stage: Annotated[str | None, Query()] = None,
+    sort: Annotated[str, Query(max_length=20)] = "tenant",
+    order: Annotated[str, Query(pattern="^(asc|desc)$")] = "asc",
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+) -> HTMLResponse:
+    admin_from_cookie(request)
+    stage = stage if stage in STAGES else None
+    rows = filtered(_rows(request).rows(), stage=stage, sort=sort, descending=order == "desc")
+    pages = max(1, math.ceil(len(rows) / PAGE_SIZE))
+    page = min(page, pages)
+    return _page(
+        request,
+        "tenants.html",
+        rows=rows[(page - 1) * PAGE_SIZE : page * PAGE_SIZE],
+        total=len(rows),
+        stage=stage,
+        stages=STAGES,
+        sort=sort,
+        order=order,
+        page=page,
+        pages=pages,
+    )
+
+
+@router.get("/tenants/{tenant_id}", response_class=HTMLResponse, response_model=None)
+def tenant_page(request: Request, tenant_id: int) -> Response:
+    admin_from_cookie(request)
+    engine = request.app.state.engine
+    try:  # one tenant: read fresh, not from the overview's short cache
+        rows = tenant_rows(engine, request.app.state.flags.flags_for, [tenant_id])
+    except UnknownTenants:
+        rows = []
+    if not rows:
+        return _refused(request, 404, f"tenant {tenant_id} does not exist or is not migrated")
+    row = rows[0]
+    samples = []
+    with unit_of_work(engine, tenant_id) as session:
+        for product in list_products(session, after=None, limit=12):
+            listed = request.app.state.images.list_images(session, product_id=product.id)
+            samples.append(
+                {
+                    "product": product,
+                    "photos": operations.photos(listed.images),
+                    "label": operations.label(listed.images),
+                    "read_path": listed.read_path.value,
+                }
+            )
+    contracted = is_contracted(engine, tenant_id)
+    labels = (
+        None
+        if contracted
+        else label_reports(engine, [tenant_id], request.app.state.settings.legacy_sources)[0]
+    )
+    audit = getattr(request.app.state, "console_tenant_audits", {}).get(tenant_id)
+    return _page(
+        request,
+        "tenant.html",
+        row=row,
+        runs=recent_runs(engine, tenant_id),
+        rejected=rejected_elements(engine, tenant_id),
+        samples=samples,
+        labels=labels,
+        audit=audit,
+        contracted=contracted,
+    )
+
+
+@router.get("/fragments/progress", response_class=HTMLResponse)
+def progress_fragment(request: Request, tenant: int | None = None) -> HTMLResponse:
+    admin_from_cookie(request)
+    cache = _rows(request)
+    cache.invalidate()  # live numbers: this fragment is what polls
+    rows = cache.rows()
+    if tenant is not None:
+        rows = [r for r in rows if r.tenant_id == tenant]
+    return _page(request, "_progress.html", summary=overview(rows), tenant=tenant)
+
+
+# --- actions --------------------------------------------------------------------------------
+
+
+def _tenant_or_none(raw: str | None) -> int | None:
+    if raw in (None, "", "all"):
+        return None
+    try:
+        value = int(str(raw))
+    except ValueError:
+        raise ValueError(f"tenant: not a tenant id: {raw!r}") from None
+    if value < 1:
+        raise ValueError(f"tenant: not a tenant id: {raw!r}")
+    return value
+
+
+@router.post("/actions/backfill")
+async def enqueue_action(
+    request: Request,
+    csrf: CsrfField = None,
+    tenant: Annotated[str | None, Form()] = None,
+) -> Response:
+    admin_from_cookie(request)
+    check_csrf(request, csrf)
+    from app.api.admin.migration import job_queue
+    from backfill.jobs import enqueue_backfills
+
+    try:
+        target = _tenant_or_none(tenant)
+        tenants = await run_in_threadpool(
+            select_tenants, request.app.state.engine, [target] if target else None
+        )
+    except (ValueError, UnknownTenants) as exc:
+        return _back(request, f"refused: {exc}")
+    queue = job_queue(request)
+    jobs = await run_in_threadpool(lambda: enqueue_backfills(tenants, procrastinate_app=queue))
+    queued = [t for t, job in jobs.items() if job is not None]
+    log.info("console.action", who=_who(request), action="enqueue backfill", tenants=tenants)
+    _rows(request).invalidate()
+    already = len(jobs) - len(queued)
+    return _back(
+        request,
+        f"backfill queued for {len(queued)} tenant(s)"
+        + (f", {already} already queued" if already else ""),
+    )
+
+
+@router.post("/actions/pause")
+def pause_action(
+    request: Request,
+    csrf: CsrfField = None,
+    paused: Annotated[str, Form(pattern="^(on|off)$")] = "on",
+) -> Response:
+    admin_from_cookie(request)
+    check_csrf(request, csrf)
+    message = _set_toggle(request, "backfill-pause", None, paused == "on")
+    return _back(request, message)
+
+
+@router.post("/actions/verify")
+async def verify_action(
+    request: Request, csrf: CsrfField = None, tenant: Annotated[str | None, Form()] = None
+) -> Response:
+    admin_from_cookie(request)
+    check_csrf(request, csrf)
+    try:
+        target = _tenant_or_none(tenant)
+        if target is None:
+            raise ValueError("tenant: verify one tenant at a time from the console")
+        await run_in_threadpool(select_tenants, request.app.state.engine, [target])
+        report = await run_in_threadpool(verify_tenant, request.app.state.engine, target)
+    except (ValueError, UnknownTenants, TenantContracted) as exc:
+        return _back(request, f"refused: {exc}")
+    log.info(
+        "console.action",
+        who=_who(request),
+        action="verify",
+        tenant=target,
+        verified=report.is_verified,
+    )
+    _rows(request).invalidate()
+    outcome = (
+        "verified"
+        if report.is_verified
+        else f"NOT verified: {report.mismatched_products} product(s) differ"
+    )
+    return _back(request, f"tenant {target}: {outcome}")
+
+
+@router.post("/actions/flag")
+def flag_action(
+    request: Request,
+    csrf: CsrfField = None,
+    tenant: Annotated[str | None, Form()] = None,
+    toggle: Annotated[str, Form(pattern="^(read-table|shadow-compare)$")] = "read-table",
+    enable: Annotated[str, Form(pattern="^(on|off)$")] = "on",
+) -> Response:
+    admin_from_cookie(request)
+    check_csrf(request, csrf)
+    try:
+        target = _tenant_or_none(tenant)
+        if target is None:
+            raise ValueError("tenant: give the tenant")
+        select_tenants(request.app.state.engine, [target])
+    except (ValueError, UnknownTenants) as exc:
+        return _back(request, f"refused: {exc}")
+    if (
+        toggle == "read-table"
+        and enable == "on"
+        and unverified_tenants(request.app.state.engine, [target])
+    ):
+        log.warning("console.action_refused", who=_who(request), action="read-table", tenant=target)
+        return _back(
+            request,
+            f"refused: tenant {target} is not verified; run verify first",
+        )
+    return _back(request, _set_toggle(request, toggle, target, enable == "on"))
+
+
+def _set_toggle(request: Request, toggle: str, tenant: int | None, on: bool) -> str:
+    try:
+        store = toggle_store(request.app.state.settings)
+    except StoreUnavailable as exc:
+        return f"refused: {exc}"
+    try:
+        if tenant is None:
+            store.set_enabled(Toggle.BACKFILL_PAUSE if toggle == "backfill-pause" else toggle, on)
+            result = f"{toggle}: {'on' if on else 'off'}"
+        else:
+            name = PER_TENANT[toggle]
+            targeted = store.set_tenants(
+                name, add=[tenant] if on else [], remove=[] if on else [tenant]
+            )
+            result = f"{toggle}: tenants {targeted}"
+    except Exception as exc:  # the store's own errors name the server and the reason
+        log.error("console.action_failed", toggle=toggle, tenant=tenant, error=str(exc))
+        return f"failed: {exc}"
+    finally:
+        store.close()
+    reload = getattr(request.app.state.flags, "reload", None)
+    if reload is not None and not request.app.state.settings.unleash_url:
+        reload()  # the file watcher would within a second; the page shows it at once
+    log.info(
+        "console.action", who=_who(request), action=toggle, tenant=tenant, on=on, result=result
+    )
+    _rows(request).invalidate()
+    return result
+
+
+@router.post("/actions/audit")
+async def audit_action(
+    request: Request, csrf: CsrfField = None, tenant: Annotated[str | None, Form()] = None
+) -> Response:
+    admin_from_cookie(request)
+    check_csrf(request, csrf)
+    engine = request.app.state.engine
+    try:
+        target = _tenant_or_none(tenant)
+        tenants = await run_in_threadpool(select_tenants, engine, [target] if target else None)
+    except (ValueError, UnknownTenants) as exc:
+        return _back(request, f"refused: {exc}")
+
+    def run() -> list[TenantAudit]:
+        return [
+            audit_tenant(engine, t, request.app.state.images, request.app.state.converters)
+            for t in tenants
+        ]
+
+    audits = await run_in_threadpool(run)
+    per_tenant = getattr(request.app.state, "console_tenant_audits", {})
+    for audit in audits:
+        per_tenant[audit.tenant_id] = audit
+    request.app.state.console_tenant_audits = per_tenant
+    if target is None:
+        request.app.state.console_audit = {
+            "at": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "products": sum(a.products for a in audits),
+            "leaking": {
+                name: sum(a.marketplaces[name].leaking for a in audits)
+                for name in request.app.state.converters
+            },
+        }
+    leaking = sum(a.leaking for a in audits)
+    log.info("console.action", who=_who(request), action="audit", tenants=len(tenants))
+    return _back(request, f"audit: {leaking} payload(s) would publish a label")

@@ -1,0 +1,180 @@
+"""What the console shows, read from the same functions the CLI and the API use
+(backfill.status, flags.stages.resolve through tenant_facts, the shadow sample, the label
+report): one source of truth, no second implementation of stages or counts."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from app.core.database import quoted_schema, tenant_schema, unit_of_work
+from app.services.image_paths import tenant_facts
+from backfill.status import TenantStatus, tenant_status
+from backfill.tenants import select_tenants
+from flags.stages import Flags, Resolution, Stage, resolve
+
+STAGES = [stage.value for stage in Stage]
+FlagsFor = Callable[[int], Flags]
+
+
+@dataclass(frozen=True)
+class TenantRow:
+    """One tenant as the console lists it."""
+
+    status: TenantStatus
+    resolution: Resolution
+    flags: Flags
+    mismatches_last_hour: int
+
+    @property
+    def tenant_id(self) -> int:
+        return self.status.tenant_id
+
+    @property
+    def stage(self) -> str:
+        return self.resolution.stage.value
+
+
+@dataclass
+class Overview:
+    """The migration at a glance."""
+
+    tenants: int = 0
+    by_stage: Counter[str] = field(default_factory=Counter)
+    images_total: int = 0
+    images_done: int = 0
+    rejected: int = 0
+    mismatches_last_hour: int = 0
+    running: list[TenantRow] = field(default_factory=list)
+    rate: float = 0.0
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.images_done / self.images_total if self.images_total else 100.0
+
+    @property
+    def eta_seconds(self) -> float | None:
+        left = self.images_total - self.images_done
+        return left / self.rate if self.running and self.rate > 0 else None
+
+
+def tenant_rows(
+    engine: Engine, flags_for: FlagsFor, tenant_ids: Sequence[int] | None = None
+) -> list[TenantRow]:
+    """Every migrated tenant (or those given) with its stage (the CLI's resolution) and
+    counts."""
+    rows = []
+    for status in tenant_status(engine, select_tenants(engine, tenant_ids)):
+        flags = flags_for(status.tenant_id)
+        with unit_of_work(engine, status.tenant_id) as session:
+            resolution = resolve(tenant_facts(session), flags)
+            mismatches = int(
+                session.execute(
+                    text(
+                        f"SELECT count(*) FROM {quoted_schema(tenant_schema(status.tenant_id))}"
+                        ".shadow_mismatches WHERE found_at > now() - interval '1 hour'"
+                    )
+                ).scalar_one()
+            )
+        rows.append(TenantRow(status, resolution, flags, mismatches))
+    return rows
+
+
+def overview(rows: Sequence[TenantRow]) -> Overview:
+    summary = Overview(tenants=len(rows))
+    for row in rows:
+        summary.by_stage[row.stage] += 1
+        summary.images_total += row.status.jsonb_images
+        summary.images_done += min(
+            row.status.jsonb_images, row.status.table_rows + row.status.rejected
+        )
+        summary.rejected += row.status.rejected
+        summary.mismatches_last_hour += row.mismatches_last_hour
+        if row.status.last_run_status == "running":
+            summary.running.append(row)
+            summary.rate += row.status.last_run_rate or 0.0
+    return summary
+
+
+def filtered(
+    rows: Sequence[TenantRow], *, stage: str | None, sort: str, descending: bool
+) -> list[TenantRow]:
+    keys: dict[str, Callable[[TenantRow], Any]] = {
+        "tenant": lambda r: r.tenant_id,
+        "stage": lambda r: STAGES.index(r.stage),
+        "products": lambda r: r.status.products,
+        "images": lambda r: r.status.jsonb_images,
+        "migrated": lambda r: r.status.migrated_percent,
+        "mismatches": lambda r: r.mismatches_last_hour,
+    }
+    chosen = [r for r in rows if stage is None or r.stage == stage]
+    key = keys.get(sort, keys["tenant"])
+    if sort == "verified":
+        return sorted(
+            chosen,
+            key=lambda r: (r.status.verified_at is not None, r.status.verified_at or 0),
+            reverse=descending,
+        )
+    return sorted(chosen, key=key, reverse=descending)
+
+
+class RowCache:
+    """The tenants' rows, recomputed at most every few seconds (a page with 1,000 tenants
+    reads each tenant's counts once per refresh, not once per view), invalidated by actions."""
+
+    def __init__(self, engine: Engine, flags_for: FlagsFor, ttl_seconds: float = 3.0) -> None:
+        self._engine = engine
+        self._flags_for = flags_for
+        self._ttl = ttl_seconds
+        self._lock = threading.Lock()
+        self._rows: list[TenantRow] | None = None
+        self._at = 0.0
+
+    def rows(self) -> list[TenantRow]:
+        with self._lock:
+            if self._rows is None or time.monotonic() - self._at > self._ttl:
+                self._rows = tenant_rows(self._engine, self._flags_for)
+                self._at = time.monotonic()
+            return self._rows
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._rows = None
+
+
+def recent_runs(engine: Engine, tenant_id: int, limit: int = 10) -> list[dict[str, Any]]:
+    schema = quoted_schema(tenant_schema(tenant_id))
+    with engine.connect() as connection:
+        return [
+            dict(row)
+            for row in connection.execute(
+                text(
+                    "SELECT id, status, worker, products_scanned, images_inserted, rejected, "
+                    "deferred, batches, started_at, finished_at, error "
+                    f"FROM {schema}.backfill_runs ORDER BY id DESC LIMIT :n"
+                ),
+                {"n": limit},
+            ).mappings()
+        ]
+
+
+def rejected_elements(engine: Engine, tenant_id: int, limit: int = 50) -> list[dict[str, Any]]:
+    schema = quoted_schema(tenant_schema(tenant_id))
+    with engine.connect() as connection:
+        return [
+            dict(row)
+            for row in connection.execute(
+                text(
+                    "SELECT product_id, position, reason, detail, raw::text AS raw "
+                    f"FROM {schema}.rejected_image_elements ORDER BY product_id, position "
+                    "LIMIT :n"
+                ),
+                {"n": limit},
+            ).mappings()
+        ]

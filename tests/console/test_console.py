@@ -1,0 +1,226 @@
+"""The operator console, server side: sign-in and its refusals (no token, a tenant token, a
+forged cookie, a missing CSRF token: refused, nothing changed), every view, every action
+with the CLI's guards."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
+
+from app.console import routes as console_routes
+from app.core.security import issue_token, now_utc
+from app.core.settings import Settings
+from app.main import create_app
+from backfill.runner import RunOptions, run_tenant
+from backfill.status import tenant_status
+from backfill.tenants import select_tenants
+from backfill.verify import verify_tenant
+from flags import toggle_file
+from flags.client import Toggle
+from tests.api.test_read_switch import migrated_tenant
+from tests.conftest import TEST_SECRET
+from tests.flags.test_client import write_toggles
+from tests.images_db import insert_legacy_product
+
+BASE = "http://testserver/media"
+
+
+def admin_token(secret: str = TEST_SECRET) -> str:
+    return issue_token(secret, user_id=None, is_admin=True, ttl=timedelta(hours=1), now=now_utc())
+
+
+@pytest.fixture
+def toggles(tmp_path: Path) -> Path:
+    path = tmp_path / "toggles.json"
+    write_toggles(path, [])
+    return path
+
+
+@pytest.fixture
+def console(settings: Settings, engine: Engine, toggles: Path) -> Iterator[TestClient]:
+    app = create_app(settings.model_copy(update={"flags_file": toggles}), engine)
+    with TestClient(app, base_url="http://testserver") as client:
+        yield client
+
+
+def sign_in(client: TestClient, token: str | None = None) -> str:
+    response = client.post(
+        "/admin/login", data={"token": token or admin_token()}, follow_redirects=False
+    )
+    assert response.status_code == 303, response.text
+    cookie = response.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/admin" in cookie
+    page = client.get("/admin")
+    match = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text)
+    assert match
+    return match.group(1)
+
+
+def test_pages_redirect_to_sign_in_and_actions_are_refused_without_a_session(
+    console: TestClient, toggles: Path, engine: Engine, make_tenant: Callable[[], int]
+) -> None:
+    tenant, _ = migrated_tenant(engine, make_tenant, verify=True)
+    before = toggles.read_text()
+    for page in (
+        "/admin",
+        "/admin/tenants",
+        f"/admin/tenants/{tenant}",
+        "/admin/fragments/progress",
+    ):
+        response = console.get(page, follow_redirects=False)
+        assert response.status_code == 303 and response.headers["location"].startswith(
+            "/admin/login"
+        )
+    refused = console.post(
+        "/admin/actions/flag",
+        data={"tenant": str(tenant), "toggle": "read-table", "enable": "on", "csrf": "x"},
+    )
+    assert refused.status_code == 403
+    assert toggles.read_text() == before
+
+
+def test_a_tenant_token_and_a_forged_cookie_do_not_open_the_console(console: TestClient) -> None:
+    tenant_token = issue_token(TEST_SECRET, user_id=1, ttl=timedelta(hours=1), now=now_utc())
+    response = console.post("/admin/login", data={"token": tenant_token}, follow_redirects=False)
+    assert response.status_code == 200 and "not an admin token" in response.text
+    assert "set-cookie" not in response.headers
+    forged = admin_token(secret="another-secret-0123456789-0123456789-xx")
+    console.cookies.set("pim_console", forged, path="/admin")
+    page = console.get("/admin", follow_redirects=False)
+    assert page.status_code == 303
+
+
+def test_a_missing_or_wrong_csrf_token_changes_nothing(
+    console: TestClient, toggles: Path, engine: Engine, make_tenant: Callable[[], int]
+) -> None:
+    tenant, _ = migrated_tenant(engine, make_tenant, verify=True)
+    sign_in(console)
+    before = toggles.read_text()
+    for csrf in (None, "0" * 64):
+        data = {"tenant": str(tenant), "toggle": "read-table", "enable": "on"}
+        if csrf:
+            data["csrf"] = csrf
+        assert console.post("/admin/actions/flag", data=data).status_code == 403
+    assert toggles.read_text() == before
+
+
+def test_the_overview_shows_the_same_numbers_as_backfill_status(
+    console: TestClient, engine: Engine, make_tenant: Callable[[], int]
+) -> None:
+    migrated_tenant(engine, make_tenant, verify=True)
+    pending = make_tenant()
+    insert_legacy_product(engine, pending, [{"url": f"{BASE}/a.jpg"}])
+    sign_in(console)
+    page = console.get("/admin").text
+    statuses = tenant_status(engine, select_tenants(engine, None))
+    total = sum(s.jsonb_images for s in statuses)
+    done = sum(min(s.jsonb_images, s.table_rows + s.rejected) for s in statuses)
+    assert f'id="tenants-count">{len(statuses)}<' in page
+    assert f"{done:,} / {total:,} images" in page
+    assert f'id="rejected">{sum(s.rejected for s in statuses):,}<' in page
+
+
+def test_the_tenants_table_filters_sorts_and_pages(
+    console: TestClient,
+    engine: Engine,
+    make_tenant: Callable[[], int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    verified, _ = migrated_tenant(engine, make_tenant, verify=True)
+    backfilled, _ = migrated_tenant(engine, make_tenant, verify=False)
+    sign_in(console)
+    only_verified = console.get("/admin/tenants?stage=verified").text
+    rows = re.findall(r'data-tenant="(\d+)"', only_verified)
+    assert str(verified) in rows and str(backfilled) not in rows
+    by_tenant = re.findall(r'data-tenant="(\d+)"', console.get("/admin/tenants?order=desc").text)
+    assert by_tenant == sorted(by_tenant, key=int, reverse=True)
+    monkeypatch.setattr(console_routes, "PAGE_SIZE", 1)
+    first = console.get("/admin/tenants?page=1").text
+    assert len(re.findall(r"data-tenant=", first)) == 1 and 'id="next-page"' in first
+    assert console.get("/admin/tenants?stage=<script>").status_code == 200
+
+
+def test_the_tenant_page_shows_photos_with_the_label_apart_runs_and_rejections(
+    console: TestClient, engine: Engine, make_tenant: Callable[[], int], toggles: Path
+) -> None:
+    tenant = make_tenant()
+    insert_legacy_product(
+        engine,
+        tenant,
+        [{"url": f"{BASE}/a.jpg"}, {"url": f"{BASE}/b.jpg"}, {"url": f"{BASE}/label.jpg"}, 7],
+    )
+    run_tenant(engine, tenant, RunOptions())
+    assert verify_tenant(engine, tenant).is_verified
+    write_toggles(toggles, [str(tenant)])
+    sign_in(console)
+    console.app.state.flags.reload()  # type: ignore[attr-defined]
+    page = console.get(f"/admin/tenants/{tenant}").text
+    assert 'id="tenant-stage">live<' in page
+    photos, label = page.split('class="label"', 1)[0], page.split('class="label"', 1)[1]
+    assert f"{BASE}/a.jpg" in photos and f"{BASE}/label.jpg" not in photos.split("<tbody>")[-1]
+    assert f"{BASE}/label.jpg" in label.split("</td>")[0]
+    assert "not_an_object" in page or "not an object" in page, "the rejected element is listed"
+    assert console.get("/admin/tenants/999999").status_code == 404
+
+
+def test_actions_verify_switch_refuse_pause_queue_and_audit(
+    console: TestClient,
+    engine: Engine,
+    make_tenant: Callable[[], int],
+    toggles: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    verified, _ = migrated_tenant(engine, make_tenant, verify=False)
+    unverified, _ = migrated_tenant(engine, make_tenant, verify=False)
+    csrf = sign_in(console)
+
+    def act(path: str, **data: str) -> str:
+        response = console.post(
+            f"/admin/actions/{path}",
+            data={"csrf": csrf, **data},
+            headers={"referer": "http://testserver/admin"},
+        )
+        assert response.status_code == 200, response.text
+        match = re.search(r'id="msg">([^<]*)<', response.text)
+        assert match
+        return match.group(1)
+
+    assert "verified" in act("verify", tenant=str(verified))
+    assert "read-table: tenants" in act("flag", tenant=str(verified), toggle="read-table")
+    assert toggle_file.tenants(toggle_file.load(toggles), Toggle.READ_TABLE) == [verified]
+    refused = act("flag", tenant=str(unverified), toggle="read-table")
+    assert refused.startswith("refused") and "not verified" in refused
+    assert toggle_file.tenants(toggle_file.load(toggles), Toggle.READ_TABLE) == [verified]
+    assert "backfill-pause: on" in act("pause", paused="on")
+    assert toggle_file.load(toggles)["features"][3]["enabled"] is True
+    assert "backfill-pause: off" in act("pause", paused="off")
+    assert "refused" in act("verify", tenant="abc")
+    assert "backfill queued for 1 tenant(s)" in act("backfill", tenant=str(unverified))
+    assert "already queued" in act("backfill", tenant=str(unverified))
+    with engine.connect() as connection:
+        connection.execute(text("SET search_path TO procrastinate"))  # its triggers need it
+        queued = connection.execute(
+            text(
+                "SELECT count(*) FROM procrastinate.procrastinate_jobs "
+                "WHERE queueing_lock = :k AND status = 'todo'"
+            ),
+            {"k": f"backfill:user_{unverified}"},
+        ).scalar_one()
+        connection.execute(
+            text("DELETE FROM procrastinate.procrastinate_jobs WHERE queueing_lock = :k"),
+            {"k": f"backfill:user_{unverified}"},
+        )
+        connection.commit()
+    assert queued == 1
+    assert "would publish a label" in act("audit", tenant=str(verified))
+    actions = [r.msg for r in caplog.records if "console.action" in str(r.msg)]
+    assert len(actions) >= 6, "every action is logged with who and what"
+    assert all("admin token" in str(a) for a in actions)

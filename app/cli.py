@@ -169,7 +169,8 @@ def demo(
     typer.echo(
         f"\nAPI on {base}  (docs: {base}/docs)\n"
         f"tenant {first_tenant} token:\n  export TOKEN={tenant_token}\n"
-        f"admin token:\n  export ADMIN_TOKEN={admin_token}\n\ntry:\n"
+        f"admin token:\n  export ADMIN_TOKEN={admin_token}\n"
+        f"operator console: {base}/admin (paste the admin token)\n\ntry:\n"
         f'  curl -s -H "Authorization: Bearer $TOKEN" "{base}/api/products?limit=3"\n'
         f'  curl -s -H "Authorization: Bearer $TOKEN" {sample}\n'
         f'  curl -s -H "Authorization: Bearer $TOKEN" {sample}/images\n'

@@ -125,10 +125,11 @@ def filtered(
 
 
 class RowCache:
-    """The tenants' rows, recomputed at most every few seconds (a page with 1,000 tenants
-    reads each tenant's counts once per refresh, not once per view), invalidated by actions."""
+    """The tenants' rows, recomputed at most once a second however many pages and pollers
+    ask (with 1,000 tenants, each tenant's counts are read once per refresh, not once per
+    view or poll), invalidated by actions."""
 
-    def __init__(self, engine: Engine, flags_for: FlagsFor, ttl_seconds: float = 3.0) -> None:
+    def __init__(self, engine: Engine, flags_for: FlagsFor, ttl_seconds: float = 1.0) -> None:
         self._engine = engine
         self._flags_for = flags_for
         self._ttl = ttl_seconds

@@ -83,9 +83,12 @@ def main() -> None:
         report, _ = timed("verify", lambda: verify_tenant(engine, tenant))
         assert report.is_verified
         timed("canonicalize (backup + rewrite)", lambda: canonicalize_tenant(engine, tenant))
-        timed(
-            "contract (guards, backup, drop)", lambda: migrate.contract(engine, tenant_ids=[tenant])
-        )
+        with writer_latency(engine, tenant) as waits:
+            timed(
+                "contract (guards, backup, drop)",
+                lambda: migrate.contract(engine, tenant_ids=[tenant]),
+            )
+        print(f"{'  a write waited at most':<34}: {max(waits):8.2f} s ({len(waits)} writes)")
         timed(
             "uncontract (re-add, rebuild)", lambda: migrate.uncontract(engine, tenant_ids=[tenant])
         )

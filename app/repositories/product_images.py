@@ -15,6 +15,11 @@ from app.models import ProductImage, RejectedImageElement
 _images: Table = ProductImage.__table__  # type: ignore[assignment]
 _rejects: Table = RejectedImageElement.__table__  # type: ignore[assignment]
 _COLUMNS = tuple(column.name for column in _images.columns)
+_insert = insert(_images)
+_UPSERT = _insert.on_conflict_do_update(
+    index_elements=[_images.c.id],
+    set_={name: _insert.excluded[name] for name in _COLUMNS if name != "id"},
+)
 
 
 def table_exists(session: Session) -> bool:
@@ -48,12 +53,9 @@ def replace(session: Session, product_id: int, images: Sequence[Image]) -> None:
     # The one-label index cannot be deferred and is checked row by row: write the rows that
     # lose or lack the label before the one that gains it.
     rows = [image_to_row(image, product_id) for image in sorted(images, key=lambda i: i.is_label)]
-    statement = insert(_images).values(rows)
-    statement = statement.on_conflict_do_update(
-        index_elements=[_images.c.id],
-        set_={name: statement.excluded[name] for name in _COLUMNS if name != "id"},
-    )
-    session.execute(statement)
+    # One statement object for every call: SQLAlchemy compiles it once and sends the rows as
+    # one multi-row INSERT (insertmanyvalues), in the order given.
+    session.execute(_UPSERT, rows)
 
 
 def forget(session: Session, product_id: int) -> None:

@@ -74,7 +74,9 @@ def set_dual_write(path: Path, on: bool, read_table: list[int], shadow: list[int
     for feature in data["features"]:
         if feature["name"] == "product-images.dual-write":
             feature["enabled"] = on
-    path.write_text(json.dumps(data))
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(data))
+    os.replace(temporary, path)  # atomic: the API's watcher never reads half a file
     time.sleep(2.5)  # the API's watcher reloads the file within a second
 
 

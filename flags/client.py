@@ -9,6 +9,7 @@ goes away the client keeps its last values (docs/research/unleash-client-6.9.1.m
 
 from __future__ import annotations
 
+import json
 import tempfile
 import threading
 from enum import StrEnum
@@ -109,7 +110,13 @@ class FlagClient:
             log.info("flags.fetched", server=self.source)
 
     def reload(self) -> None:
-        """Read the toggle file again now (the watcher does this when the file changes)."""
+        """Read the toggle file again now (the watcher does this when the file changes).
+        Raises ValueError (the last good values stay) when the file is not valid JSON with a
+        `features` list, e.g. caught half-written by an editor that does not replace it
+        atomically."""
+        definitions = json.loads(self.toggles_file.read_text())
+        if not isinstance(definitions, dict) or not isinstance(definitions.get("features"), list):
+            raise ValueError("not an Unleash toggle file: no `features` list")
         self._cache.bootstrap_from_file(self.toggles_file)
         # UnleashClient 6.9 re-reads its cache every refresh_interval on its own; this makes
         # the change visible at once for whoever asked for the reload.
@@ -117,15 +124,22 @@ class FlagClient:
         log.info("flags.file_reloaded", file=str(self.toggles_file))
 
     def _watch(self, interval: float) -> None:
-        """Reload when the file changes; keep the last good values when it cannot be read."""
+        """Reload when the file changes; keep the last good values when it cannot be read,
+        and try again on the next tick (a file caught half-written may be completed within
+        the same mtime tick, so "changed since last time" alone would miss the final
+        version). One error event per unreadable version, not one a tick."""
+        failed: int | None = None
         while not self._stop.wait(interval):
             try:
                 mtime = self.toggles_file.stat().st_mtime_ns
-                if mtime != self._mtime:
-                    self._mtime = mtime
-                    self.reload()
+                if mtime == self._mtime:
+                    continue
+                self.reload()
+                self._mtime, failed = mtime, None
             except (OSError, ValueError) as exc:
-                log.error("flags.file_unreadable", file=str(self.toggles_file), error=str(exc))
+                if failed != mtime:
+                    log.error("flags.file_unreadable", file=str(self.toggles_file), error=str(exc))
+                    failed = mtime
 
     def is_enabled(self, toggle: Toggle, tenant_id: int | None = None) -> bool:
         """The toggle for this tenant (`userId` = the tenant's user id), or its default."""

@@ -59,6 +59,22 @@ def test_a_change_to_the_file_is_picked_up_while_running(client: FlagClient, tog
     assert client.is_enabled(Toggle.READ_TABLE, 3) is False
 
 
+def test_a_file_caught_half_written_is_read_again_until_it_is_whole(
+    client: FlagClient, toggles: Path
+) -> None:
+    # An editor that truncates then writes: the watcher may see the half file, and the
+    # finished file may carry the same mtime (coarse timestamps): it must try again.
+    toggles.write_text('{"version": 1, "features": [')
+    stamp = toggles.stat().st_mtime_ns
+    time.sleep(0.5)  # the watcher (every 0.1 s) meets the half-written file
+    write_toggles(toggles, ["4"])
+    os.utime(toggles, ns=(stamp, stamp))  # the finished file, same mtime as the half one
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not client.is_enabled(Toggle.READ_TABLE, 4):
+        time.sleep(0.1)
+    assert client.is_enabled(Toggle.READ_TABLE, 4) is True
+
+
 def test_a_toggle_missing_from_the_file_falls_back_to_its_safe_default(tmp_path: Path) -> None:
     path = tmp_path / "toggles.json"
     path.write_text(json.dumps({"version": 1, "features": []}))

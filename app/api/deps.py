@@ -88,6 +88,10 @@ def admin_session(
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
 TenantId = Annotated[int, Depends(current_tenant)]
-TenantSession = Annotated[Session, Depends(tenant_session)]
-AdminSession = Annotated[Session, Depends(admin_session)]
+# scope="function": the unit of work commits when the route returns, before the response is
+# sent. With the default ("request") FastAPI runs the exit code after sending the response:
+# a client could read before the write committed, and a commit that fails (a deferred
+# constraint) would follow a 2xx already sent. The API bench caught the stale read.
+TenantSession = Annotated[Session, Depends(tenant_session, scope="function")]
+AdminSession = Annotated[Session, Depends(admin_session, scope="function")]
 AdminPrincipal = Annotated[Principal, Depends(require_admin)]

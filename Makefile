@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint typecheck install serve clean-data
+.PHONY: demo test drills lint typecheck install serve clean-data
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy app flags backfill migrations
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+## The slow reliability drills (kill -9 loops, PostgreSQL restarts, Unleash outages,
+## schemathesis, the big mutation storm): about 4 minutes, not part of `make test`.
+drills: $(STAMP)
+	$(BIN)/python -m pytest tests/drills -m drill
 
 serve: $(STAMP)
 	$(BIN)/python -m app serve

@@ -30,6 +30,7 @@ from app.core.settings import get_settings
 from backfill import status as status_queries
 from backfill import verify as verification
 from backfill.controls import RunControls, pause_toggle
+from backfill.enrich_cli import enrich
 from backfill.runner import RunOptions, TenantBusy, run_tenant
 from backfill.tenants import (
     UnknownTenants,
@@ -286,6 +287,8 @@ def enqueue(
     for tenant_id, job_id in jobs.items():
         typer.echo(f"tenant {tenant_id}: " + (f"job {job_id}" if job_id else "already queued"))
 
+
+cli.command("enrich")(enrich)
 
 report = typer.Typer(no_args_is_help=True, help="Reports for operators.")
 cli.add_typer(report, name="report")
@@ -608,3 +611,34 @@ def uncontract(tenant: TenantOption = None) -> None:
     finally:
         engine.dispose()
     console.print(f"uncontracted: {', '.join(map(str, tenants))}")
+
+
+@report.command("metadata")
+def report_metadata(tenant: TenantOption = None) -> None:
+    """Per tenant: images with their metadata complete, pending, and failed by reason; then
+    the failed images (the enrichment's `image_metadata_failures`)."""
+    from backfill.enrich import metadata_report
+
+    engine = _engine()
+    tenants = [t for t in _tenants(engine, tenant) if is_ready(engine, t)]
+    rows, failures = metadata_report(engine, tenants)
+    engine.dispose()
+    out = Console(width=None if sys.stdout.isatty() else 200)
+    table = Table(title="image metadata")
+    for column in ("tenant", "complete", "pending", "failed", "failed by reason"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            str(row.tenant_id),
+            str(row.complete),
+            str(row.pending),
+            str(row.failed),
+            ", ".join(f"{reason} {n}" for reason, n in sorted(row.reasons.items())),
+        )
+    out.print(table)
+    listed = Table(title="failed images (latest 200)")
+    for column in ("tenant", "product", "image", "reason", "detail", "attempts", "url"):
+        listed.add_column(column)
+    for failure in failures[:200]:
+        listed.add_row(*(str(value) for value in failure))
+    out.print(listed)

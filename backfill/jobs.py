@@ -109,6 +109,31 @@ def register_tasks(procrastinate_app: App) -> None:
         result = run_tenant(_engine(), tenant_id, options, controls=JobControls(context))
         return asdict(result)
 
+    @procrastinate_app.task(
+        name="enrich_tenant",
+        queue=BACKFILL_QUEUE,
+        pass_context=True,
+        retry=RetryStrategy(max_attempts=5, wait=5, exponential_wait=2),
+    )
+    def enrich_tenant(
+        context: JobContext,
+        tenant_id: int,
+        max_rate: float | None = None,
+        retry_failed: bool = False,
+    ) -> dict[str, Any]:
+        from backfill.enrich import EnrichOptions, enrich_tenants
+
+        (result,) = enrich_tenants(
+            _engine(),
+            get_settings(),
+            [tenant_id],
+            EnrichOptions(max_rate=max_rate, retry_failed=retry_failed),
+            controls=JobControls(context),
+        )
+        summary = asdict(result)
+        summary["reasons"] = dict(result.reasons)
+        return summary
+
     @procrastinate_app.periodic(cron="* * * * *", periodic_id="retry_stalled")
     @procrastinate_app.task(name="retry_stalled", queue=MAINTENANCE_QUEUE)
     async def retry_stalled(timestamp: int) -> int:
@@ -156,4 +181,33 @@ def enqueue_backfills(
     return job_ids
 
 
-__all__ = ["TenantBusy", "enqueue_backfills", "queue_app", "retry_stalled_jobs"]
+def enqueue_enrichments(
+    tenant_ids: Sequence[int],
+    *,
+    max_rate: float | None = None,
+    retry_failed: bool = False,
+    procrastinate_app: App | None = None,
+) -> dict[int, int | None]:
+    """Defer one enrichment job per tenant; None for a tenant that already has one queued."""
+    procrastinate_app = procrastinate_app or queue_app()
+    job_ids: dict[int, int | None] = {}
+    with procrastinate_app.open():
+        task = procrastinate_app.tasks["enrich_tenant"]
+        for tenant_id in tenant_ids:
+            key = f"enrich:user_{tenant_id}"
+            try:
+                job_ids[tenant_id] = task.configure(queueing_lock=key, lock=key).defer(
+                    tenant_id=tenant_id, max_rate=max_rate, retry_failed=retry_failed
+                )
+            except AlreadyEnqueued:
+                job_ids[tenant_id] = None
+    return job_ids
+
+
+__all__ = [
+    "TenantBusy",
+    "enqueue_backfills",
+    "enqueue_enrichments",
+    "queue_app",
+    "retry_stalled_jobs",
+]

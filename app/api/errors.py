@@ -25,6 +25,7 @@ log = structlog.get_logger(__name__)
 
 # Declared on every route so the OpenAPI schema lists the errors a client can meet.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "The body is not valid JSON"},
     401: {"model": ErrorOut, "description": "Missing, expired or forged token"},
     403: {"model": ErrorOut, "description": "Token without the needed role"},
     404: {"model": ErrorOut, "description": "Unknown tenant or resource"},

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from app.images.errors import ImageNotFound, InvalidImageField, NotAPermutation, TooManyImages
 from app.images.record import Image
-from app.images.validation import validate_alt_text, validate_tags
+from app.images.validation import MAX_ALT_TEXT, validate_alt_text, validate_tags
 
 
 class _Unset(Enum):
@@ -135,3 +135,60 @@ def _with_label(image: Image, is_label: bool, now: datetime) -> Image:
     if image.is_label == is_label:
         return image
     return replace(image, is_label=is_label, updated_at=now)
+
+
+LABEL_ALT_TEXT: Final = "price label, not published"
+
+
+def default_alt_text(images: Sequence[Image], image_id: UUID, title: str) -> str:
+    """The alt text of an image nobody described: "<title>, photo 2 of 5" (its place among
+    the photos that are not the label), or LABEL_ALT_TEXT for the label."""
+    current = in_order(images)
+    target = _find(current, image_id)
+    if target.is_label:
+        return LABEL_ALT_TEXT
+    shown = photos(current)
+    position = next(i for i, image in enumerate(shown, start=1) if image.id == image_id)
+    place = f"photo {position} of {len(shown)}"
+    name = " ".join(title.split())
+    if not name:
+        return place.capitalize()
+    room = MAX_ALT_TEXT - len(place) - len(", ")
+    if len(name) > room:
+        name = name[: room - 1].rstrip() + "…"
+    return f"{name}, {place}"
+
+
+def set_metadata(
+    images: Sequence[Image],
+    image_id: UUID,
+    *,
+    mime_type: str | None,
+    file_size: int | None,
+    width: int | None,
+    height: int | None,
+    alt_text: str | None,
+    now: datetime,
+) -> tuple[Image, ...]:
+    """Record what the stored object says about one image (None keeps a field as it is);
+    `alt_text` is given only to an image that has none: a person's words are never replaced."""
+    current = in_order(images)
+    target = _find(current, image_id)
+    if mime_type is not None and not 0 < len(mime_type) <= 100:
+        raise InvalidImageField("mime_type", "must be 1 to 100 characters long")
+    if file_size is not None and file_size < 0:
+        raise InvalidImageField("file_size", f"must not be negative, got {file_size}")
+    for field, value in (("width", width), ("height", height)):
+        if value is not None and value < 1:
+            raise InvalidImageField(field, f"must be positive, got {value}")
+    changed = replace(
+        target,
+        mime_type=target.mime_type if mime_type is None else mime_type,
+        file_size=target.file_size if file_size is None else file_size,
+        width=target.width if width is None else width,
+        height=target.height if height is None else height,
+        alt_text=target.alt_text if target.alt_text is not None else validate_alt_text(alt_text),
+    )
+    if changed != target:
+        changed = replace(changed, updated_at=now)
+    return renumber(changed if image.id == image_id else image for image in current)

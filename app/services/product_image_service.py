@@ -73,6 +73,36 @@ class ImageList:
     read_path: ReadPath
 
 
+@dataclass(frozen=True)
+class FoundMetadata:
+    """What the enrichment read from one image's stored object (None: not read, kept)."""
+
+    image_id: UUID
+    url: str  # the URL it was read from: an image whose URL changed since is skipped
+    mime_type: str | None = None
+    file_size: int | None = None
+    width: int | None = None
+    height: int | None = None
+
+
+@dataclass(frozen=True)
+class Enrichment:
+    """One product's enrichment: its images afterwards, which were filled, which skipped."""
+
+    images: tuple[Image, ...]
+    enriched: tuple[UUID, ...]
+    skipped: tuple[UUID, ...]  # gone, or their URL changed, since they were read
+    written: bool  # False when nothing changed (no write at all)
+
+
+class _NothingToWrite(Exception):
+    """Raised inside a change that changes nothing, so that `_mutate` writes nothing."""
+
+    def __init__(self, images: tuple[Image, ...]) -> None:
+        super().__init__("nothing to write")
+        self.images = images
+
+
 class ProductImageService:
     """The product-image use cases. Methods take the session and never commit."""
 
@@ -267,6 +297,52 @@ class ProductImageService:
             return updated
 
         return _find(self._mutate(session, product_id, change, now=now), image_id)
+
+    def enrich_images(
+        self,
+        session: Session,
+        *,
+        product_id: int,
+        found: Sequence[FoundMetadata],
+        now: datetime,
+    ) -> Enrichment:
+        """Fill one product's images with the metadata read from their objects, and a default
+        alt text where an image has none, in one dual-write under the product's row lock. An
+        image deleted or given another URL since it was read is skipped; nothing changed
+        means nothing written."""
+        enriched: list[UUID] = []
+        skipped: list[UUID] = []
+
+        def change(current: tuple[Image, ...]) -> tuple[Image, ...]:
+            # Locked and loaded by `_mutate` a moment ago: the identity map answers.
+            title = get_product(session, product_id).title
+            by_id = {image.id: image for image in current}
+            updated = current
+            for facts in found:
+                image = by_id.get(facts.image_id)
+                if image is None or image.url != facts.url:
+                    skipped.append(facts.image_id)
+                    continue
+                updated = operations.set_metadata(
+                    updated,
+                    facts.image_id,
+                    mime_type=facts.mime_type,
+                    file_size=facts.file_size,
+                    width=facts.width,
+                    height=facts.height,
+                    alt_text=operations.default_alt_text(current, facts.image_id, title),
+                    now=now,
+                )
+                enriched.append(facts.image_id)
+            if updated == current:
+                raise _NothingToWrite(current)
+            return updated
+
+        try:
+            images = self._mutate(session, product_id, change, now=now)
+        except _NothingToWrite as unchanged:
+            return Enrichment(unchanged.images, tuple(enriched), tuple(skipped), written=False)
+        return Enrichment(images, tuple(enriched), tuple(skipped), written=True)
 
     # --- the dual-write ----------------------------------------------------------------
 

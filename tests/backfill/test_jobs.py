@@ -92,6 +92,21 @@ def test_admin_endpoint_queues_jobs_and_shows_the_migration(
     assert mine["verified_at"] is None
 
 
+def test_admin_endpoint_queues_one_enrichment_job_per_tenant(
+    client: TestClient, engine: Engine, tenant: int
+) -> None:
+    admin = bearer(None, admin=True)
+    queued = client.post("/api/admin/enrich", json={"tenant_ids": [tenant]}, headers=admin)
+    again = client.post("/api/admin/enrich", json={"tenant_ids": [tenant]}, headers=admin)
+    forbidden = client.post("/api/admin/enrich", json={}, headers=bearer(tenant))
+    assert queued.status_code == 202, queued.text
+    job_id = queued.json()["jobs"][0]["job_id"]
+    assert isinstance(job_id, int)
+    assert again.json()["jobs"] == [{"tenant_id": tenant, "job_id": None}]
+    assert forbidden.status_code == 403
+    assert job_statuses(engine, [job_id]) == ["todo"]
+
+
 def test_a_killed_workers_tenant_is_taken_over_and_finished_by_another_worker(
     database_url: str, engine: Engine, tenant: int, tmp_path: Path
 ) -> None:

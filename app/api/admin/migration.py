@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.deps import AdminPrincipal, EngineDep
 from app.api.errors import ERROR_RESPONSES
-from backfill.jobs import build_app, enqueue_backfills, register_tasks
+from backfill.jobs import build_app, enqueue_backfills, enqueue_enrichments, register_tasks
 from backfill.status import tenant_status
 from backfill.tenants import select_tenants
 
@@ -87,6 +87,40 @@ async def queue_backfill(
             batch_size=body.batch_size,
             max_rate=body.max_rate,
             dry_run=body.dry_run,
+            procrastinate_app=job_queue(request),
+        )
+    )
+    return BackfillQueued(
+        jobs=[QueuedJob(tenant_id=tenant, job_id=job) for tenant, job in jobs.items()]
+    )
+
+
+class EnrichRequest(BaseModel):
+    """Which tenants to enrich (default: all) and how."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tenant_ids: Annotated[list[Annotated[int, Field(gt=0)]] | None, Field(max_length=10_000)] = None
+    max_rate: Annotated[float | None, Field(ge=1)] = None
+    retry_failed: bool = False
+
+
+@router.post(
+    "/enrich",
+    response_model=BackfillQueued,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={422: {"description": "Unknown tenant id"}},
+)
+async def queue_enrichment(
+    body: EnrichRequest, engine: EngineDep, request: Request, _admin: AdminPrincipal
+) -> BackfillQueued:
+    """Queue one metadata-enrichment job per tenant and return at once."""
+    tenants = await run_in_threadpool(select_tenants, engine, body.tenant_ids)
+    jobs = await run_in_threadpool(
+        lambda: enqueue_enrichments(
+            tenants,
+            max_rate=body.max_rate,
+            retry_failed=body.retry_failed,
             procrastinate_app=job_queue(request),
         )
     )

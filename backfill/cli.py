@@ -224,8 +224,11 @@ def _print_verification(report: verification.VerificationReport) -> None:
 @cli.command()
 def status(tenant: TenantOption = None) -> None:
     """Per tenant: products, images, migrated, rejected, labels, verified, last run, rate."""
+    from backfill.enrich import metadata_report
+
     engine = _engine()
     rows = status_queries.tenant_status(engine, _tenants(engine, tenant))
+    metadata = {m.tenant_id: m for m in metadata_report(engine, [r.tenant_id for r in rows])[0]}
     engine.dispose()
     table = Table(title="backfill status")
     for column in (
@@ -238,9 +241,11 @@ def status(tenant: TenantOption = None) -> None:
         "verified",
         "last run",
         "rate/s",
+        "metadata complete/pending/failed",
     ):
         table.add_column(
-            column, justify="right" if column not in ("verified", "last run") else "left"
+            column,
+            justify="left" if column in ("verified", "last run", "metadata") else "right",
         )
     for row in rows:
         table.add_row(
@@ -255,8 +260,20 @@ def status(tenant: TenantOption = None) -> None:
             if row.last_run_at
             else "-",
             f"{row.last_run_rate:.0f}" if row.last_run_rate else "-",
+            _metadata_cell(metadata.get(row.tenant_id)),
         )
-    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
+
+
+def _metadata_cell(counts: object) -> str:
+    from backfill.enrich import MetadataCounts
+
+    if not isinstance(counts, MetadataCounts):
+        return "-"
+    reasons = ", ".join(f"{r} {n}" for r, n in sorted(counts.reasons.items()))
+    return f"{counts.complete}/{counts.pending}/{counts.failed}" + (
+        f" ({reasons})" if reasons else ""
+    )
 
 
 @cli.command()

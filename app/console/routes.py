@@ -251,6 +251,9 @@ def tenant_page(request: Request, tenant_id: int) -> Response:
         else label_reports(engine, [tenant_id], request.app.state.settings.legacy_sources)[0]
     )
     audit = getattr(request.app.state, "console_tenant_audits", {}).get(tenant_id)
+    from backfill.enrich import metadata_report
+
+    metadata = next(iter(metadata_report(engine, [tenant_id])[0]), None)
     return _page(
         request,
         "tenant.html",
@@ -261,6 +264,7 @@ def tenant_page(request: Request, tenant_id: int) -> Response:
         labels=labels,
         audit=audit,
         contracted=contracted,
+        metadata=metadata,
     )
 
 

@@ -71,6 +71,7 @@ def test_run_verify_status_from_the_command_line(
     assert "verified" in verified.stderr
     assert status.returncode == 0, status.stderr
     assert str(tenant) in status.stdout
+    assert "0/150/0" in status.stdout, "metadata: none complete yet, 150 pending, 0 failed"
     assert image_rows(engine, tenant) == (150, 150)
 
 

@@ -357,12 +357,23 @@ def apply_overrides_command(
         )
         raise typer.Exit(2)
     settings = get_settings()
+    from app.services.image_paths import ImagePaths
+    from flags.client import FlagClient
+
+    flags = FlagClient(
+        url=settings.unleash_url,
+        api_token=settings.unleash_api_token,
+        toggles_file=settings.flags_file,
+    )
+    flags.wait_until_ready(10.0)
     service = ProductImageService(
         legacy_sources=settings.legacy_sources,
         max_images=settings.max_images_per_product,
         url_bases=(settings.media_base_url, *settings.extra_image_url_bases),
+        paths=ImagePaths(flags.flags_for),  # the kill switch holds here too
     )
     outcomes = apply_overrides(engine, overrides, service)
+    flags.close()
     engine.dispose()
     failed = [o for o in outcomes if not o.applied]
     console.print(f"{len(outcomes) - len(failed)} override(s) applied, {len(failed)} refused")

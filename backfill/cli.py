@@ -72,6 +72,15 @@ def run(
         float | None, typer.Option(min=1, help="Images per second, at most")
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Do everything, keep nothing")] = False,
+    yield_ratio: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            max=20,
+            help="While the app is busy in the database, pause this many times each "
+            "batch's duration after it (0: never yield)",
+        ),
+    ] = 1.0,
 ) -> None:
     """Migrate every product that has no table rows yet, tenant by tenant, resumably."""
     engine = _engine()
@@ -82,6 +91,7 @@ def run(
         batch_size=batch_size,
         max_rate=max_rate,
         dry_run=dry_run,
+        yield_ratio=yield_ratio,
     )
     pause = pause_toggle(settings)
     controls = RunControls(is_paused=pause.is_paused)

@@ -41,6 +41,10 @@ class RunOptions:
     max_batch_size: int = 5000
     target_batch_seconds: float = 0.5
     max_rate: float | None = None  # images per second, over the whole run
+    # Yield to live traffic (gh-ost's max-load idea): when the app's sessions are busy in the
+    # database (sampled before and after each batch), sleep `yield_ratio` x the batch's time
+    # after it. An idle database never waits; other backfills do not count as traffic.
+    yield_ratio: float = 1.0
     lock_timeout_ms: int = 200
     deferred_rounds: int = 5
     dry_run: bool = False
@@ -89,6 +93,7 @@ class TenantResult:
     deferred: int = 0
     batches: int = 0
     lock_timeouts: int = 0
+    yields: int = 0  # batches followed by a pause for live traffic
     seconds: float = 0.0
 
     @property
@@ -142,7 +147,17 @@ def run_tenant(
             raise TenantBusy(f"tenant {tenant_id} is being backfilled by another worker")
         try:
             with engine.connect() as connection:
-                return _run(connection, tenant_id, schema, options, controls, progress, bound)
+                # Named apart so that other backfills do not take it for live traffic
+                # (_app_busy); reset before the pooled connection goes back.
+                connection.execute(text(f"SET application_name = '{BACKFILL_APP_NAME}'"))
+                connection.commit()
+                try:
+                    return _run(connection, tenant_id, schema, options, controls, progress, bound)
+                finally:
+                    if not connection.invalidated:
+                        connection.rollback()
+                        connection.execute(text("RESET application_name"))
+                        connection.commit()
         finally:
             lock_connection.execute(
                 text("SELECT pg_advisory_unlock(hashtext(:key))"), {"key": f"backfill:{schema}"}
@@ -170,6 +185,7 @@ def _run(
             if _wait_while_paused(controls, log):
                 return _finish(connection, schema, result, "interrupted", started, log)
             batch_started = time.monotonic()
+            busy_before = _app_busy(connection)
             outcome = _batch_after(connection, schema, checkpoint, size, options, result)
             if outcome is None:  # lock timeout
                 result.lock_timeouts += 1
@@ -187,6 +203,9 @@ def _run(
             progress(tenant_id, scanned, inserted)
             elapsed = time.monotonic() - batch_started
             size = next_batch_size(size, elapsed, options)
+            if options.yield_ratio > 0 and (busy_before or _app_busy(connection)):
+                result.yields += 1
+                controls.sleep(elapsed * options.yield_ratio)
             _respect_rate(controls, options, result, started)
         _retry_deferred(connection, schema, options, controls, result, log)
         status = "done" if result.deferred == 0 else "interrupted"
@@ -423,6 +442,25 @@ def _wait_while_paused(controls: Controls, log: structlog.stdlib.BoundLogger) ->
         controls.sleep(1.0)
 
 
+APP_NAME = "product-images"  # app.core.database.make_engine's application_name
+BACKFILL_APP_NAME = "product-images-backfill"
+
+
+def _app_busy(connection: Connection) -> bool:
+    """Whether another of the app's sessions is working in this database right now (not
+    idle; backfill sessions are named apart and do not count)."""
+    busy = connection.execute(
+        text(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND application_name = :app "
+            "AND state IN ('active', 'idle in transaction'))"
+        ),
+        {"app": APP_NAME},
+    ).scalar()
+    connection.commit()
+    return bool(busy)
+
+
 def _respect_rate(
     controls: Controls, options: RunOptions, result: TenantResult, started: float
 ) -> None:
@@ -468,6 +506,7 @@ def _finish(
         images=result.images_inserted,
         rejected=result.rejected,
         deferred=result.deferred,
+        yields=result.yields,
         seconds=round(result.seconds, 3),
         rate=round(result.rate, 1),
     )

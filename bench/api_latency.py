@@ -28,6 +28,7 @@ import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests' helpers, below
 
@@ -89,11 +90,107 @@ def product_ids(engine: Engine, tenant: int) -> list[int]:
         )
 
 
+def write_and_read_paths(  # 1. and 2.
+    args: argparse.Namespace,
+    engine: Engine,
+    tenants: list[int],
+    toggles: Path,
+    base: str,
+    call: Any,
+) -> None:
+    writes: dict[str, dict[str, list[float]]] = {
+        "on": {"post": [], "delete": [], "reorder": []},
+        "off": {"post": [], "delete": [], "reorder": []},
+    }
+    half = PRODUCTS // 2
+    for block in range(4):
+        for mode in ("on", "off"):
+            set_dual_write(toggles, mode == "on", [], [])
+            for i in range(args.rounds // 4):
+                tenant = tenants[i % len(tenants)]
+                ids = product_ids(engine, tenant)
+                pool = ids[:half] if mode == "on" else ids[half:]
+                product = pool[(block * 31 + i) % len(pool)]
+                t, added = call(
+                    "POST",
+                    f"/api/products/{product}/images",
+                    tenant,
+                    json={"url": f"{base}/extra-{block}-{i}.jpg"},
+                )
+                writes[mode]["post"].append(t)
+                _, listed = call("GET", f"/api/products/{product}/images", tenant)
+                order = [img["id"] for img in listed.json()["images"]][::-1]
+                t, _ = call(
+                    "PUT",
+                    f"/api/products/{product}/images/order",
+                    tenant,
+                    json={"image_ids": order},
+                )
+                writes[mode]["reorder"].append(t)
+                t, _ = call(
+                    "DELETE", f"/api/products/{product}/images/{added.json()['id']}", tenant
+                )
+                writes[mode]["delete"].append(t)
+    print("1. dual-write overhead (on / off)")
+    for op in ("post", "delete", "reorder"):
+        on, off = writes["on"][op], writes["off"][op]
+        print(f"   {op:8} on : {summary(on)}")
+        print(f"   {op:8} off: {summary(off)}")
+        print(
+            f"   {op:8} ratio median {statistics.median(on) / statistics.median(off):.2f}"
+            f" (<= 1.3), p99 {pct(on, 0.99) / pct(off, 0.99):.2f} (<= 1.5)"
+        )
+
+    # Restore: dual-write on, backfill what the kill switch dropped, verify.
+    set_dual_write(toggles, True, [], [])
+    for tenant in tenants:
+        run_tenant(engine, tenant, RunOptions())
+        assert verify_tenant(engine, tenant).is_verified
+
+    # 2. read paths.
+    reads: dict[str, dict[str, list[float]]] = {}
+    for variant, read_table, shadow in (
+        ("jsonb", [], []),
+        ("table", tenants, []),
+        ("shadow", [], tenants),
+    ):
+        set_dual_write(toggles, True, read_table, shadow)
+        reads[variant] = {"images": [], "vinted": []}
+        for i in range(args.rounds):
+            tenant = tenants[i % len(tenants)]
+            product = product_ids(engine, tenant)[i % PRODUCTS]
+            t, response = call("GET", f"/api/products/{product}/images", tenant)
+            assert response.headers["x-images-read-path"] == (
+                "table" if variant == "table" else "jsonb"
+            )
+            reads[variant]["images"].append(t)
+            t, _ = call("GET", f"/api/products/{product}/marketplaces/vinted", tenant)
+            reads[variant]["vinted"].append(t)
+    print("2. read paths")
+    for kind in ("images", "vinted"):
+        for variant in ("jsonb", "table", "shadow"):
+            print(f"   {kind:7} {variant:7}: {summary(reads[variant][kind])}")
+        jsonb = statistics.median(reads["jsonb"][kind])
+        table_ratio = statistics.median(reads["table"][kind]) / jsonb
+        shadow_ratio = statistics.median(reads["shadow"][kind]) / jsonb
+        print(
+            f"   {kind:7} table/jsonb median {table_ratio:.2f} (<= 1.1); "
+            f"shadow/jsonb {shadow_ratio:.2f} (<= 2)"
+        )
+    set_dual_write(toggles, True, [], [])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--big-products", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--load-seconds", type=float, default=30)
+    parser.add_argument(
+        "--only-backfill", action="store_true", help="skip 1 and 2 (write and read paths)"
+    )
+    parser.add_argument(
+        "--yield-ratio", type=float, default=None, help="the backfill's --yield-ratio"
+    )
     args = parser.parse_args()
     secret = get_settings().jwt_secret
     with scratch_database() as engine, tempfile.TemporaryDirectory() as tmp:
@@ -163,87 +260,8 @@ def main() -> None:
                 assert response.status_code < 400, (path, response.status_code, response.text)
                 return elapsed, response
 
-            # 1. dual-write overhead: on and off in alternating blocks, distinct products.
-            writes: dict[str, dict[str, list[float]]] = {
-                "on": {"post": [], "delete": [], "reorder": []},
-                "off": {"post": [], "delete": [], "reorder": []},
-            }
-            half = PRODUCTS // 2
-            for block in range(4):
-                for mode in ("on", "off"):
-                    set_dual_write(toggles, mode == "on", [], [])
-                    for i in range(args.rounds // 4):
-                        tenant = tenants[i % len(tenants)]
-                        ids = product_ids(engine, tenant)
-                        pool = ids[:half] if mode == "on" else ids[half:]
-                        product = pool[(block * 31 + i) % len(pool)]
-                        t, added = call(
-                            "POST",
-                            f"/api/products/{product}/images",
-                            tenant,
-                            json={"url": f"{base}/extra-{block}-{i}.jpg"},
-                        )
-                        writes[mode]["post"].append(t)
-                        _, listed = call("GET", f"/api/products/{product}/images", tenant)
-                        order = [img["id"] for img in listed.json()["images"]][::-1]
-                        t, _ = call(
-                            "PUT",
-                            f"/api/products/{product}/images/order",
-                            tenant,
-                            json={"image_ids": order},
-                        )
-                        writes[mode]["reorder"].append(t)
-                        t, _ = call(
-                            "DELETE", f"/api/products/{product}/images/{added.json()['id']}", tenant
-                        )
-                        writes[mode]["delete"].append(t)
-            print("1. dual-write overhead (on / off)")
-            for op in ("post", "delete", "reorder"):
-                on, off = writes["on"][op], writes["off"][op]
-                print(f"   {op:8} on : {summary(on)}")
-                print(f"   {op:8} off: {summary(off)}")
-                print(
-                    f"   {op:8} ratio median {statistics.median(on) / statistics.median(off):.2f}"
-                    f" (<= 1.3), p99 {pct(on, 0.99) / pct(off, 0.99):.2f} (<= 1.5)"
-                )
-
-            # Restore: dual-write on, backfill what the kill switch dropped, verify.
-            set_dual_write(toggles, True, [], [])
-            for tenant in tenants:
-                run_tenant(engine, tenant, RunOptions())
-                assert verify_tenant(engine, tenant).is_verified
-
-            # 2. read paths.
-            reads: dict[str, dict[str, list[float]]] = {}
-            for variant, read_table, shadow in (
-                ("jsonb", [], []),
-                ("table", tenants, []),
-                ("shadow", [], tenants),
-            ):
-                set_dual_write(toggles, True, read_table, shadow)
-                reads[variant] = {"images": [], "vinted": []}
-                for i in range(args.rounds):
-                    tenant = tenants[i % len(tenants)]
-                    product = product_ids(engine, tenant)[i % PRODUCTS]
-                    t, response = call("GET", f"/api/products/{product}/images", tenant)
-                    assert response.headers["x-images-read-path"] == (
-                        "table" if variant == "table" else "jsonb"
-                    )
-                    reads[variant]["images"].append(t)
-                    t, _ = call("GET", f"/api/products/{product}/marketplaces/vinted", tenant)
-                    reads[variant]["vinted"].append(t)
-            print("2. read paths")
-            for kind in ("images", "vinted"):
-                for variant in ("jsonb", "table", "shadow"):
-                    print(f"   {kind:7} {variant:7}: {summary(reads[variant][kind])}")
-                jsonb = statistics.median(reads["jsonb"][kind])
-                table_ratio = statistics.median(reads["table"][kind]) / jsonb
-                shadow_ratio = statistics.median(reads["shadow"][kind]) / jsonb
-                print(
-                    f"   {kind:7} table/jsonb median {table_ratio:.2f} (<= 1.1); "
-                    f"shadow/jsonb {shadow_ratio:.2f} (<= 2)"
-                )
-            set_dual_write(toggles, True, [], [])
+            if not args.only_backfill:
+                write_and_read_paths(args, engine, tenants, toggles, base, call)
 
             # 3. the API under a backfill of a big tenant.
             big = create_tenant(engine, email="big@example.com").id
@@ -276,7 +294,12 @@ def main() -> None:
 
             def backfill() -> subprocess.Popen[bytes]:
                 return subprocess.Popen(
-                    [sys.executable, "-m", "backfill", "run", "--tenant", str(big)],
+                    [sys.executable, "-m", "backfill", "run", "--tenant", str(big)]
+                    + (
+                        ["--yield-ratio", str(args.yield_ratio)]
+                        if args.yield_ratio is not None
+                        else []
+                    ),
                     cwd=PROJECT_ROOT,
                     env=env,
                     stdout=subprocess.DEVNULL,

@@ -13,6 +13,7 @@ from sqlalchemy import Engine, text
 from app.core.database import tenant_schema, unit_of_work
 from app.services.product_image_service import ProductImageService
 from backfill.runner import RunOptions, TenantBusy, run_tenant
+from backfill.verify import verify_tenant
 from tests.images_db import (
     expected_elements,
     insert_legacy_product,
@@ -258,3 +259,27 @@ def test_history_beyond_the_api_limits_migrates_whole(engine: Engine, tenant: in
     [row] = table_elements(engine, tenant, product)
     assert (row["alt_text"], row["tags"]) == (long_alt, many_tags)
     assert [row] == expected_elements(engine, tenant, product)
+
+
+def test_the_backfill_yields_to_live_traffic_and_not_on_an_idle_database(
+    engine: Engine, make_tenant: Callable[[], int]
+) -> None:
+    idle_tenant, busy_tenant = make_tenant(), make_tenant()
+    for tenant in (idle_tenant, busy_tenant):
+        seed(engine, tenant, copies=3)
+    options = RunOptions(batch_size=4)
+
+    idle = Scripted()
+    quiet = run_tenant(engine, idle_tenant, options, controls=idle)
+    assert quiet.yields == 0 and idle.sleeps == []
+
+    busy = Scripted()
+    with engine.connect() as app_session:  # the app mid-request: a transaction in progress
+        app_session.execute(text("SELECT 1"))
+        loaded = run_tenant(engine, busy_tenant, options, controls=busy)
+        app_session.rollback()
+    assert loaded.yields > 0 and len(busy.sleeps) == loaded.yields
+    assert verify_tenant(engine, busy_tenant).is_verified
+
+    with engine.connect() as connection:  # the runner's session name did not leak to the pool
+        assert connection.execute(text("SHOW application_name")).scalar_one() == "product-images"

@@ -121,18 +121,28 @@ def restore_backup(engine: Engine, tenant_id: int, backup_id: int) -> int:
         ).first()
         if found is None:
             raise ContractRefused(f"tenant {tenant_id} has no backup {backup_id}")
-        restored = connection.execute(
-            text(
-                f"WITH locked AS (SELECT p.id FROM {schema}.products AS p "
-                f"JOIN {schema}.image_backup_rows AS b ON b.product_id = p.id "
-                "AND b.backup_id = :id ORDER BY p.id FOR UPDATE OF p) "
-                f"UPDATE {schema}.products AS p SET images = b.images "
-                f"FROM {schema}.image_backup_rows AS b, locked "
-                "WHERE b.backup_id = :id AND b.product_id = p.id AND locked.id = p.id "
-                "AND p.images IS DISTINCT FROM b.images"
-            ),
-            {"id": backup_id},
-        ).rowcount
+        restored_ids = list(
+            connection.execute(
+                text(
+                    f"WITH locked AS (SELECT p.id FROM {schema}.products AS p "
+                    f"JOIN {schema}.image_backup_rows AS b ON b.product_id = p.id "
+                    "AND b.backup_id = :id ORDER BY p.id FOR UPDATE OF p) "
+                    f"UPDATE {schema}.products AS p SET images = b.images, updated_at = now() "
+                    f"FROM {schema}.image_backup_rows AS b, locked "
+                    "WHERE b.backup_id = :id AND b.product_id = p.id AND locked.id = p.id "
+                    "AND p.images IS DISTINCT FROM b.images RETURNING p.id"
+                ),
+                {"id": backup_id},
+            ).scalars()
+        )
+        # The restored JSONB is the truth again: their rows go (rows equal the JSONB or are
+        # absent), or the next write would rebuild the JSONB from them; `backfill run`
+        # brings them back from the restored JSONB.
+        connection.execute(
+            text(f"DELETE FROM {schema}.product_images WHERE product_id = ANY(:ids)"),
+            {"ids": restored_ids},
+        )
+        restored = len(restored_ids)
         connection.execute(
             text(
                 f"UPDATE {schema}.image_migration_state SET verified_at = NULL, "
@@ -214,13 +224,8 @@ def canonicalize_tenant(
             )
             if not ids:
                 break
-            result.rewritten += connection.execute(
-                text(
-                    f"UPDATE {schema}.products AS p SET images = {rebuilt(schema)} "
-                    f"WHERE p.id = ANY(:ids) AND p.images IS DISTINCT FROM {rebuilt(schema)}"
-                ),
-                {"ids": ids},
-            ).rowcount
+            _still_verified(connection, schema, tenant_id)
+            result.rewritten += rewrite_batch(connection, schema, ids)
             after = ids[-1]
     with engine.begin() as connection:
         left = not_canonical(connection, schema)
@@ -240,6 +245,34 @@ def canonicalize_tenant(
         seconds=round(result.seconds, 3),
     )
     return result
+
+
+def _still_verified(connection: Connection, schema: str, tenant_id: int) -> None:
+    """Under the batch's row locks: the tenant is still verified (FOR SHARE: a write that
+    clears it, e.g. one with the dual-write kill switch on, which drops its product's rows,
+    waits for this batch, and the next batch sees it and stops before rebuilding that
+    product's JSONB from rows that are gone)."""
+    verified = connection.execute(
+        text(f"SELECT verified_at FROM {schema}.image_migration_state WHERE id = 1 FOR SHARE")
+    ).scalar()
+    if verified is None:
+        raise ContractRefused(
+            f"tenant {tenant_id} lost its verified state during canonicalize (drift or the "
+            "dual-write kill switch): nothing more rewritten; verify, then run it again"
+        )
+
+
+def rewrite_batch(connection: Connection, schema: str, ids: list[int]) -> int:
+    """One batch's JSONB rewritten as its rows rebuild it (caller holds the row locks)."""
+    return int(
+        connection.execute(
+            text(
+                f"UPDATE {schema}.products AS p SET images = {rebuilt(schema)} "
+                f"WHERE p.id = ANY(:ids) AND p.images IS DISTINCT FROM {rebuilt(schema)}"
+            ),
+            {"ids": ids},
+        ).rowcount
+    )
 
 
 # --- the contract revision's guards and its downgrade ------------------------------------------
@@ -288,11 +321,24 @@ def check_contract(connection: Connection, schema: str) -> Backup:
     ).one()
     if state.verified_at is None:
         raise ContractRefused("not verified: run `python -m backfill verify` first")
-    began = connection.execute(text("SELECT clock_timestamp()")).scalar_one().isoformat()
-    _no_drift(connection, schema, since=None)
+    # The app stamps updated_at with its own clock when a request starts: look back far
+    # enough to cover a request in flight and clock skew.
+    began = (
+        connection.execute(text("SELECT clock_timestamp() - interval '10 minutes'"))
+        .scalar_one()
+        .isoformat()
+    )
+    _no_drift_in_a_snapshot(connection, schema)
     _canonical(connection, schema, since=None)
     backup = take_backup(connection, schema, "before contract")
     connection.execute(text(f"LOCK TABLE {schema}.products IN ACCESS EXCLUSIVE MODE"))
+    # Nothing writes now. A write that drifted since the checks (the kill switch, a restore)
+    # cleared the verified state: read it again under the lock.
+    again = connection.execute(
+        text(f"SELECT verified_at FROM {schema}.image_migration_state WHERE id = 1")
+    ).scalar()
+    if again is None:
+        raise ContractRefused("lost its verified state during the checks: verify again")
     # Every write path bumps updated_at (the dual-write does, in the product's transaction).
     _no_drift(connection, schema, since=began)
     _canonical(connection, schema, since=began)
@@ -328,6 +374,18 @@ def _refresh_backup(connection: Connection, schema: str, backup: Backup, *, sinc
         {"backup": backup.id},
     ).one()
     return Backup(backup.id, backup.reason, int(row.products), int(row.elements), backup.taken_at)
+
+
+def _no_drift_in_a_snapshot(connection: Connection, schema: str) -> None:
+    """The full comparison, on a connection of its own in one REPEATABLE READ snapshot (the
+    contract's own transaction is READ COMMITTED: its statements would see writes committed
+    between them, which looks like drift; the API keeps writing during this phase)."""
+    with connection.engine.connect() as snapshot:
+        snapshot.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+        try:
+            _no_drift(snapshot, schema, since=None)
+        finally:
+            snapshot.rollback()
 
 
 def _no_drift(connection: Connection, schema: str, *, since: str | None) -> None:

@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 from app.core import migrate
 from app.core.database import tenant_schema, unit_of_work
@@ -32,7 +32,11 @@ from tests.backfill.test_runner import BASE, seed
 from tests.conftest import bearer
 from tests.flags.test_client import write_toggles
 from tests.images.strategies import image_lists
-from tests.images_db import assert_representations_equal, insert_legacy_product
+from tests.images_db import (
+    assert_representations_equal,
+    insert_legacy_product,
+    table_elements,
+)
 
 settings_for_db = hypothesis_settings(
     max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -290,3 +294,84 @@ def shared_tenant(engine: Engine) -> int:
     from app.services.tenant_service import create_tenant
 
     return create_tenant(engine, email=f"rebuild-{uuid4().hex[:8]}@example.com").id
+
+
+def clear_verified(engine: Engine, tenant: int) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            text(f'UPDATE "{tenant_schema(tenant)}".image_migration_state SET verified_at = NULL')
+        )
+
+
+def test_canonicalize_stops_when_the_tenant_loses_its_verified_state_mid_run(
+    engine: Engine, make_tenant: Callable[[], int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenant = make_tenant()
+    seed(engine, tenant)
+    run_tenant(engine, tenant, RunOptions())
+    assert verify_tenant(engine, tenant).is_verified
+    before = jsonb_by_product(engine, tenant)
+    real = steps.rewrite_batch
+    batches: list[list[int]] = []
+
+    def first_then_drift(connection: Connection, schema: str, ids: list[int]) -> int:
+        batches.append(ids)
+        rewritten = real(connection, schema, ids)
+        # e.g. a write with the kill switch on, elsewhere in the tenant: waits for this
+        # batch's FOR SHARE on the state row, then clears it.
+        threading.Thread(target=clear_verified, args=(engine, tenant)).start()
+        return rewritten
+
+    monkeypatch.setattr(steps, "rewrite_batch", first_then_drift)
+    with pytest.raises(steps.ContractRefused, match="lost its verified state"):
+        steps.canonicalize_tenant(engine, tenant, batch=2)
+    after = jsonb_by_product(engine, tenant)
+    untouched = [p for p in before if p not in batches[0]]
+    assert len(batches) == 1 and all(after[p] == before[p] for p in untouched)
+
+
+def test_the_contract_rechecks_the_verified_state_under_its_lock(
+    engine: Engine, make_tenant: Callable[[], int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenant = ready_tenant(engine, make_tenant, copies=1)
+    real = steps.take_backup
+
+    def backup_then_drift(connection: Connection, schema: str, reason: str) -> steps.Backup:
+        taken = real(connection, schema, reason)
+        clear_verified(engine, tenant)  # a drifting write commits before the lock
+        return taken
+
+    monkeypatch.setattr(steps, "take_backup", backup_then_drift)
+    assert "lost its verified state" in refusal(engine, tenant)
+
+
+def test_a_restore_drops_the_restored_products_rows_so_the_jsonb_stays_the_truth(
+    engine: Engine, make_tenant: Callable[[], int], api: Callable[[list[int]], TestClient]
+) -> None:
+    tenant = make_tenant()
+    product = insert_legacy_product(
+        engine, tenant, [{"url": f"{BASE}/a.jpg"}, {"url": f"{BASE}/b.jpg"}]
+    )
+    run_tenant(engine, tenant, RunOptions())
+    assert verify_tenant(engine, tenant).is_verified
+    backup = steps.backup_tenant(engine, tenant)
+    with api([]) as client:  # a write after the backup: c.jpg
+        added = client.post(
+            f"/api/products/{product}/images", json={"url": f"{BASE}/c.jpg"}, headers=bearer(tenant)
+        )
+        assert added.status_code == 201
+        assert steps.restore_backup(engine, tenant, backup.id) == 1
+        assert table_elements(engine, tenant, product) == [], "rows dropped with the restore"
+        # The next write builds on the restored JSONB (a, b), not on rows holding c.
+        client.post(
+            f"/api/products/{product}/images", json={"url": f"{BASE}/d.jpg"}, headers=bearer(tenant)
+        )
+        urls = [
+            i["url"]
+            for i in client.get(f"/api/products/{product}/images", headers=bearer(tenant)).json()[
+                "images"
+            ]
+        ]
+    assert urls == [f"{BASE}/a.jpg", f"{BASE}/b.jpg", f"{BASE}/d.jpg"]
+    run_tenant(engine, tenant, RunOptions())
+    assert verify_tenant(engine, tenant).is_verified

@@ -60,7 +60,7 @@ def test_a_product_locked_through_every_retry_is_deferred_then_migrated_by_the_n
         text(f"SELECT id FROM {tenant_schema(tenant)}.products WHERE id = :id FOR UPDATE"),
         {"id": locked},
     )
-    options = RunOptions(initial_batch_size=8, lock_timeout_ms=50, deferred_rounds=3)
+    options = RunOptions(initial_batch_size=8, lock_timeout_ms=50, deferred_rounds=3, yield_ratio=0)
     try:
         controls = NoWait()
         first = run_tenant(engine, tenant, options, controls=controls)

@@ -6,11 +6,13 @@ Create Date: 2026-11-25
 
 Applied on purpose, per tenant: `alembic -n contract upgrade head -x tenant=N` (or
 `python -m backfill contract --tenant N`), never by the routine `alembic upgrade head`.
-In the tenant's own transaction: refuse when long transactions hold its tables, take a SHARE
-lock on products (writers wait, within lock_timeout, until the drop), refuse an unverified
-tenant, re-run the verification's comparison (refuse on drift), refuse unless every product's
-JSONB is exactly what the table rebuilds (so the downgrade gives the same JSONB back), copy
-`products.id, images` into image_backups, then drop the column (a catalog change: no rewrite).
+In the tenant's own transaction (backfill/contract.py `check_contract`): refuse when long
+transactions hold its tables or the tenant is not verified; re-run the verification's
+comparison (refuse on drift); refuse unless every product's JSONB is exactly what the table
+rebuilds (so the downgrade gives the same JSONB back); copy `products.id, images` into
+image_backups. All without blocking anyone; then take ACCESS EXCLUSIVE on products (within
+lock_timeout, retried), check the verified state and the recent writes again, refresh the
+backup, and drop the column (a catalog change: no rewrite).
 
 The downgrade re-adds the column (a constant default: no rewrite), rebuilds every product's
 JSONB from its rows in batches with every key, and checks the counts.

@@ -88,4 +88,8 @@ def tenant_status(engine: Engine, tenant_ids: Sequence[int]) -> list[TenantStatu
                     last_run_rate=float(row.last_run_rate) if row.last_run_rate else None,
                 )
             )
+            # End the read transaction per tenant: one transaction over 1,000 schemas holds
+            # an AccessShareLock on every table and index it read and runs out of
+            # max_locks_per_transaction ("out of shared memory", bench/console_tenants.py).
+            connection.rollback()
     return statuses

@@ -12,7 +12,11 @@ from __future__ import annotations
 import argparse
 import time
 
-from scratch import fill_products, scratch_database  # bench/scratch.py, beside this script
+from scratch import (  # bench/scratch.py, beside this script
+    create_users,
+    fill_products,
+    scratch_database,
+)
 from sqlalchemy import Engine, text
 
 from app.core import migrate
@@ -62,17 +66,7 @@ def main() -> None:
     args = parser.parse_args()
     with scratch_database() as engine:
         migrate.upgrade(engine, scope="public")
-        with engine.begin() as connection:
-            connection.execute(
-                text(
-                    "INSERT INTO public.users (email) SELECT 'b' || g || '@example.com' "
-                    "FROM generate_series(1, :n) g"
-                ),
-                {"n": args.tenants},
-            )
-            tenants = list(
-                connection.execute(text("SELECT id FROM public.users ORDER BY id")).scalars()
-            )
+        tenants = create_users(engine, args.tenants)
         started = time.perf_counter()
         migrate.upgrade(engine)
         migrate_s = time.perf_counter() - started

@@ -9,8 +9,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from scratch import scratch_database  # bench/scratch.py, beside this script
-from sqlalchemy import text
+from scratch import create_users, scratch_database  # bench/scratch.py, beside this script
 
 from app.console.state import tenant_rows
 from app.core import migrate
@@ -23,16 +22,7 @@ def main() -> None:
     args = parser.parse_args()
     with scratch_database() as engine:
         migrate.upgrade(engine)
-        with engine.begin() as connection:
-            ids = list(
-                connection.execute(
-                    text(
-                        "INSERT INTO public.users (email) SELECT 'u' || g || '@example.com' "
-                        "FROM generate_series(1, :n) g RETURNING id"
-                    ),
-                    {"n": args.tenants},
-                ).scalars()
-            )
+        ids = create_users(engine, args.tenants)
         started = time.perf_counter()
         migrate.upgrade(engine, tenant_ids=ids)
         print(f"{args.tenants} tenant schemas migrated in {time.perf_counter() - started:.1f} s")

@@ -31,6 +31,20 @@ def scratch_database() -> Iterator[Engine]:
         admin.dispose()
 
 
+def create_users(engine: Engine, count: int) -> list[int]:
+    """`count` users (the tenants, schemas not yet migrated); their ids in order."""
+    with engine.begin() as connection:
+        return list(
+            connection.execute(
+                text(
+                    "INSERT INTO public.users (email) SELECT 'bench' || g || '@example.com' "
+                    "FROM generate_series(1, :n) g ORDER BY g RETURNING id"
+                ),
+                {"n": count},
+            ).scalars()
+        )
+
+
 def fill_products(engine: Engine, tenant: int, products: int, images: int) -> None:
     """Legacy products with `images` elements each; every fifth from pythonApiWOO."""
     with engine.begin() as connection:

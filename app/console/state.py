@@ -13,8 +13,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from app.core.database import quoted_schema, tenant_schema, unit_of_work
-from app.services.image_paths import tenant_facts
+from app.core.database import quoted_schema, tenant_schema
 from backfill.status import TenantStatus, tenant_status
 from backfill.tenants import select_tenants
 from flags.stages import Flags, Resolution, Stage, resolve
@@ -30,7 +29,6 @@ class TenantRow:
     status: TenantStatus
     resolution: Resolution
     flags: Flags
-    mismatches_last_hour: int
 
     @property
     def tenant_id(self) -> int:
@@ -39,6 +37,10 @@ class TenantRow:
     @property
     def stage(self) -> str:
         return self.resolution.stage.value
+
+    @property
+    def mismatches_last_hour(self) -> int:
+        return self.status.mismatches_last_hour
 
 
 @dataclass
@@ -67,22 +69,12 @@ class Overview:
 def tenant_rows(
     engine: Engine, flags_for: FlagsFor, tenant_ids: Sequence[int] | None = None
 ) -> list[TenantRow]:
-    """Every migrated tenant (or those given) with its stage (the CLI's resolution) and
-    counts."""
+    """Every migrated tenant (or those given) with its stage (the CLI's resolution, from
+    the facts `tenant_status` reads in one statement per page of tenants) and counts."""
     rows = []
     for status in tenant_status(engine, select_tenants(engine, tenant_ids)):
         flags = flags_for(status.tenant_id)
-        with unit_of_work(engine, status.tenant_id) as session:
-            resolution = resolve(tenant_facts(session), flags)
-            mismatches = int(
-                session.execute(
-                    text(
-                        f"SELECT count(*) FROM {quoted_schema(tenant_schema(status.tenant_id))}"
-                        ".shadow_mismatches WHERE found_at > now() - interval '1 hour'"
-                    )
-                ).scalar_one()
-            )
-        rows.append(TenantRow(status, resolution, flags, mismatches))
+        rows.append(TenantRow(status, resolve(status.facts, flags), flags))
     return rows
 
 

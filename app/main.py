@@ -46,8 +46,11 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     )
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(application: FastAPI) -> AsyncIterator[None]:
         yield
+        console_rows = getattr(application.state, "console_rows", None)
+        if console_rows is not None:  # a console refresh in flight still uses the engine
+            console_rows.wait()
         flag_client.close()
         if owns_engine:
             engine.dispose()

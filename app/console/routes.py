@@ -44,7 +44,7 @@ from app.images import operations
 from app.services.product_service import list_products
 from backfill.audit import TenantAudit, audit_tenant
 from backfill.labels import label_reports
-from backfill.tenants import UnknownTenants, is_contracted, select_tenants
+from backfill.tenants import UnknownTenants, select_tenants
 from backfill.verify import TenantContracted, verify_tenant
 from flags.client import Toggle
 from flags.store import PER_TENANT, StoreUnavailable, toggle_store, unverified_tenants
@@ -87,7 +87,11 @@ def _refused(request: Request, status: int, reason: str) -> Response:
 def _rows(request: Request) -> RowCache:
     cache: RowCache | None = getattr(request.app.state, "console_rows", None)
     if cache is None:
-        cache = RowCache(request.app.state.engine, request.app.state.flags.flags_for)
+        cache = RowCache(
+            request.app.state.engine,
+            request.app.state.flags.flags_for,
+            request.app.state.settings.legacy_sources,
+        )
         request.app.state.console_rows = cache
     return cache
 
@@ -169,29 +173,19 @@ def logout(request: Request, csrf: CsrfField = None) -> RedirectResponse:
 @router.get("", response_class=HTMLResponse)
 def overview_page(request: Request) -> HTMLResponse:
     admin_from_cookie(request)
-    rows = _rows(request).rows()
-    labels = _labels(request)
+    cache = _rows(request)
+    rows = cache.rows()
     return _page(
         request,
         "overview.html",
         summary=overview(rows),
         stages=STAGES,
-        labels=labels,
+        labels=cache.labels(),
+        cache=cache,
         refusals=int(INTERLOCK_REFUSALS._value.get()),
         audit=getattr(request.app.state, "console_audit", None),
         paused=request.app.state.flags.is_enabled(Toggle.BACKFILL_PAUSE),
     )
-
-
-def _labels(request: Request) -> Any:
-    cached = getattr(request.app.state, "console_labels", None)
-    if cached is not None and time.monotonic() - cached[0] < 30:
-        return cached[1]
-    engine = request.app.state.engine
-    tenants = [r.tenant_id for r in _rows(request).rows() if not is_contracted(engine, r.tenant_id)]
-    total = label_reports(engine, tenants, request.app.state.settings.legacy_sources)[-1]
-    request.app.state.console_labels = (time.monotonic(), total)
-    return total
 
 
 @router.get("/tenants", response_class=HTMLResponse)
@@ -204,7 +198,8 @@ def tenants_page(
 ) -> HTMLResponse:
     admin_from_cookie(request)
     stage = stage if stage in STAGES else None
-    rows = filtered(_rows(request).rows(), stage=stage, sort=sort, descending=order == "desc")
+    cache = _rows(request)
+    rows = filtered(cache.rows(), stage=stage, sort=sort, descending=order == "desc")
     pages = max(1, math.ceil(len(rows) / PAGE_SIZE))
     page = min(page, pages)
     return _page(
@@ -218,6 +213,7 @@ def tenants_page(
         order=order,
         page=page,
         pages=pages,
+        cache=cache,
     )
 
 
@@ -244,7 +240,7 @@ def tenant_page(request: Request, tenant_id: int) -> Response:
                     "read_path": listed.read_path.value,
                 }
             )
-    contracted = is_contracted(engine, tenant_id)
+    contracted = row.status.is_contracted
     labels = (
         None
         if contracted
@@ -271,9 +267,15 @@ def tenant_page(request: Request, tenant_id: int) -> Response:
 @router.get("/fragments/progress", response_class=HTMLResponse)
 def progress_fragment(request: Request, tenant: int | None = None) -> HTMLResponse:
     admin_from_cookie(request)
-    rows = _rows(request).rows()  # at most a second old: this fragment is what polls
-    if tenant is not None:
-        rows = [r for r in rows if r.tenant_id == tenant]
+    if tenant is None:  # served from memory, refreshed in the background
+        rows = _rows(request).rows()
+    else:  # one tenant's page: its own row, read fresh (a few ms)
+        try:
+            rows = tenant_rows(
+                request.app.state.engine, request.app.state.flags.flags_for, [tenant]
+            )
+        except UnknownTenants:
+            rows = []
     return _page(request, "_progress.html", summary=overview(rows), tenant=tenant)
 
 
@@ -314,7 +316,7 @@ async def enqueue_action(
     jobs = await run_in_threadpool(lambda: enqueue_backfills(tenants, procrastinate_app=queue))
     queued = [t for t, job in jobs.items() if job is not None]
     log.info("console.action", who=_who(request), action="enqueue backfill", tenants=tenants)
-    _rows(request).invalidate()
+    await run_in_threadpool(_refresh, request, target)
     already = len(jobs) - len(queued)
     return _back(
         request,
@@ -356,7 +358,7 @@ async def verify_action(
         tenant=target,
         verified=report.is_verified,
     )
-    _rows(request).invalidate()
+    await run_in_threadpool(_refresh, request, target)
     outcome = (
         "verified"
         if report.is_verified
@@ -421,8 +423,17 @@ def _set_toggle(request: Request, toggle: str, tenant: int | None, on: bool) -> 
     log.info(
         "console.action", who=_who(request), action=toggle, tenant=tenant, on=on, result=result
     )
-    _rows(request).invalidate()
+    _refresh(request, tenant)
     return result
+
+
+def _refresh(request: Request, tenant: int | None) -> None:
+    """After an action, the next view shows its effect: the tenant's row is read now, or,
+    after an action on every tenant, all rows are read on the next view."""
+    if tenant is None:
+        _rows(request).invalidate()
+    else:
+        _rows(request).refresh_tenants([tenant])
 
 
 @router.post("/actions/audit")

@@ -4,7 +4,6 @@ report): one source of truth, no second implementation of stages or counts."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -13,7 +12,9 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from app.console.refresh import Refreshing
 from app.core.database import quoted_schema, tenant_schema
+from backfill.labels import LabelReport, label_reports
 from backfill.status import TenantStatus, tenant_status
 from backfill.tenants import select_tenants
 from flags.stages import Flags, Resolution, Stage, resolve
@@ -116,29 +117,79 @@ def filtered(
     return sorted(chosen, key=key, reverse=descending)
 
 
-class RowCache:
-    """The tenants' rows, recomputed at most once a second however many pages and pollers
-    ask (with 1,000 tenants, each tenant's counts are read once per refresh, not once per
-    view or poll), invalidated by actions."""
+def replaced(
+    rows: Sequence[TenantRow], fresh: Sequence[TenantRow], tenant_ids: Sequence[int]
+) -> list[TenantRow]:
+    """`rows` with the given tenants' rows swapped for `fresh` ones (a tenant asked for and
+    not in `fresh` is no longer listed), in tenant order."""
+    asked = set(tenant_ids)
+    kept = {r.tenant_id: r for r in rows if r.tenant_id not in asked}
+    kept.update((r.tenant_id, r) for r in fresh)
+    return [kept[t] for t in sorted(kept)]
 
-    def __init__(self, engine: Engine, flags_for: FlagsFor, ttl_seconds: float = 1.0) -> None:
+
+class RowCache:
+    """The tenants' rows and the label totals the console's pages and pollers share.
+
+    Served from memory and refreshed in the background (`Refreshing`): rows at most once a
+    second (less often when a refresh is slow: 1,000 tenants take about a second, see
+    docs/benchmarks.md), label totals every 30 s. An action on one tenant reads that
+    tenant's row at once and patches it in; an action on every tenant drops the rows so
+    the next view reads them all."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        flags_for: FlagsFor,
+        legacy_sources: Sequence[str] = ("pythonApiWOO",),
+        *,
+        min_age: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._engine = engine
         self._flags_for = flags_for
-        self._ttl = ttl_seconds
-        self._lock = threading.Lock()
-        self._rows: list[TenantRow] | None = None
-        self._at = 0.0
+        self._rows = Refreshing(
+            lambda: tenant_rows(engine, flags_for), name="tenant-rows", min_age=min_age, clock=clock
+        )
+        self._labels = Refreshing(
+            lambda: label_reports(
+                engine,
+                [r.tenant_id for r in self.rows() if not r.status.is_contracted],
+                legacy_sources,
+            )[-1],
+            name="label-totals",
+            min_age=30 * min_age,
+            clock=clock,
+        )
 
     def rows(self) -> list[TenantRow]:
-        with self._lock:
-            if self._rows is None or time.monotonic() - self._at > self._ttl:
-                self._rows = tenant_rows(self._engine, self._flags_for)
-                self._at = time.monotonic()
-            return self._rows
+        return self._rows.get()
+
+    def labels(self) -> LabelReport | None:
+        """The label totals, or None while they are first counted (a few seconds at 1,000
+        tenants: the overview shows them on a later view instead of waiting)."""
+        return self._labels.peek()
+
+    def age(self) -> float:
+        """Seconds since the rows served were read."""
+        return self._rows.age()
+
+    @property
+    def error(self) -> str | None:
+        """Why the last background refresh failed (the rows shown are older), if it did."""
+        return self._rows.error
+
+    def refresh_tenants(self, tenant_ids: Sequence[int]) -> None:
+        fresh = tenant_rows(self._engine, self._flags_for, tenant_ids)
+        self._rows.update(lambda rows: replaced(rows, fresh, tenant_ids))
 
     def invalidate(self) -> None:
-        with self._lock:
-            self._rows = None
+        self._rows.invalidate()
+
+    def wait(self) -> None:
+        """Let the background refreshes in flight finish (app shutdown, tests)."""
+        self._labels.wait()  # first: counting the labels may start a refresh of the rows
+        self._rows.wait()
 
 
 def recent_runs(engine: Engine, tenant_id: int, limit: int = 10) -> list[dict[str, Any]]:

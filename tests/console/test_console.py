@@ -15,9 +15,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
 from app.console import routes as console_routes
+from app.console import state as console_state
+from app.console.state import RowCache
 from app.core.security import issue_token, now_utc
 from app.core.settings import Settings
 from app.main import create_app
+from backfill.labels import label_reports
 from backfill.runner import RunOptions, run_tenant
 from backfill.status import tenant_status
 from backfill.tenants import select_tenants
@@ -225,3 +228,65 @@ def test_actions_verify_switch_refuse_pause_queue_and_audit(
     actions = [r.msg for r in caplog.records if "console.action" in str(r.msg)]
     assert len(actions) >= 6, "every action is logged with who and what"
     assert all("admin token" in str(a) for a in actions)
+
+
+def test_an_action_shows_in_the_tenants_table_at_once_and_a_failed_refresh_is_shown(
+    console: TestClient,
+    engine: Engine,
+    make_tenant: Callable[[], int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(console_routes, "PAGE_SIZE", 100_000)  # one page, whatever else ran
+    tenant, _ = migrated_tenant(engine, make_tenant, verify=False)
+    app = console.app
+    clock = [0.0]
+    cache = RowCache(
+        app.state.engine,  # type: ignore[attr-defined]
+        app.state.flags.flags_for,  # type: ignore[attr-defined]
+        clock=lambda: clock[0],
+    )
+    app.state.console_rows = cache  # type: ignore[attr-defined]
+    csrf = sign_in(console)
+
+    def listed(stage: str) -> list[str]:
+        return re.findall(r'data-tenant="(\d+)"', console.get(f"/admin/tenants?stage={stage}").text)
+
+    assert str(tenant) in listed("backfilled")
+    console.post(
+        "/admin/actions/verify",
+        data={"csrf": csrf, "tenant": str(tenant)},
+        headers={"referer": "http://testserver/admin/tenants"},
+    )
+    # The rows are not stale (the fake clock has not moved): only the action's own read of
+    # the tenant can have moved it to "verified".
+    assert str(tenant) in listed("verified") and str(tenant) not in listed("backfilled")
+
+    def down(*_args: object, **_kwargs: object) -> list[object]:
+        raise RuntimeError("connection refused")
+
+    monkeypatch.setattr(console_state, "tenant_rows", down)
+    clock[0] += 5
+    console.get("/admin/tenants")  # stale: served, and a background refresh started
+    cache.wait()
+    page = console.get("/admin/tenants").text
+    assert str(tenant) in re.findall(r'data-tenant="(\d+)"', page), "the last rows are kept"
+    assert 'id="refresh-error"' in page and "connection refused" in page
+    assert "Figures as of 5 s ago" in page
+
+
+def test_the_overview_shows_the_label_totals_once_counted(
+    console: TestClient, engine: Engine, make_tenant: Callable[[], int]
+) -> None:
+    tenant = make_tenant()
+    for source in ("pythonApiWOO", "stoflow"):
+        insert_legacy_product(
+            engine, tenant, [{"url": f"{BASE}/a.jpg"}, {"url": f"{BASE}/b.jpg"}], source=source
+        )
+    run_tenant(engine, tenant, RunOptions())
+    sign_in(console)  # its first view of /admin starts counting the labels
+    console.app.state.console_rows.wait()  # type: ignore[attr-defined]
+    total = label_reports(engine, select_tenants(engine, None), ("pythonApiWOO",))[-1]
+    assert total.rule_labels >= 1
+    page = console.get("/admin").text
+    assert f'id="labels-rule">{total.rule_labels}<' in page
+    assert f'id="labels-table">{total.table_labels}<' in page

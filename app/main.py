@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import structlog
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
@@ -30,6 +32,8 @@ from app.storage.factory import build_storage
 from app.storage.local import LocalStorage
 from flags.client import FlagClient
 
+log = structlog.get_logger("app")
+
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
     """Build the app; tests pass their own settings and engine."""
@@ -49,8 +53,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     async def lifespan(application: FastAPI) -> AsyncIterator[None]:
         yield
         console_rows = getattr(application.state, "console_rows", None)
-        if console_rows is not None:  # a console refresh in flight still uses the engine
-            console_rows.wait()
+        # A console refresh in flight still uses the engine; bounded, so a refresh stuck
+        # on a lock cannot hold the shutdown.
+        if console_rows is not None and not await asyncio.to_thread(console_rows.wait, 10):
+            log.warning("console.refresh_still_running_at_shutdown")
         flag_client.close()
         if owns_engine:
             engine.dispose()

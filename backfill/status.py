@@ -66,7 +66,7 @@ class TenantStatus:
 
 
 @dataclass(frozen=True)
-class _Schema:
+class SchemaState:
     """What the catalog says about one tenant schema."""
 
     tenant_id: int
@@ -134,7 +134,7 @@ def tenant_status(engine: Engine, tenant_ids: Sequence[int]) -> list[TenantStatu
     whose schema is not at head are left out)."""
     found: dict[int, TenantStatus] = {}
     with engine.connect() as connection:
-        schemas = _catalog(connection, tenant_ids)
+        schemas = schema_catalog(connection, tenant_ids)
         connection.rollback()
         for page in _pages([s for s in schemas if s.ready]):
             for status in _read_page(connection, page):
@@ -142,12 +142,12 @@ def tenant_status(engine: Engine, tenant_ids: Sequence[int]) -> list[TenantStatu
     return [found[t] for t in tenant_ids if t in found]
 
 
-def _pages(schemas: list[_Schema]) -> Iterator[list[_Schema]]:
+def _pages(schemas: list[SchemaState]) -> Iterator[list[SchemaState]]:
     for start in range(0, len(schemas), PAGE):
         yield schemas[start : start + PAGE]
 
 
-def _read_page(connection: Connection, schemas: list[_Schema]) -> list[TenantStatus]:
+def _read_page(connection: Connection, schemas: list[SchemaState]) -> list[TenantStatus]:
     for attempt in range(1, _RETRIES + 1):
         try:
             return [_status(row) for row in _page_rows(connection, schemas)]
@@ -163,7 +163,8 @@ def _read_page(connection: Connection, schemas: list[_Schema]) -> list[TenantSta
                 error=str(exc.orig),
             )
             connection.rollback()
-            schemas = [s for s in _catalog(connection, [s.tenant_id for s in schemas]) if s.ready]
+            again = schema_catalog(connection, [s.tenant_id for s in schemas])
+            schemas = [s for s in again if s.ready]
         finally:
             # End the read transaction per page: one transaction over 1,000 schemas holds an
             # AccessShareLock on every table and index it read and runs out of
@@ -172,12 +173,12 @@ def _read_page(connection: Connection, schemas: list[_Schema]) -> list[TenantSta
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _catalog(connection: Connection, tenant_ids: Sequence[int]) -> list[_Schema]:
+def schema_catalog(connection: Connection, tenant_ids: Sequence[int]) -> list[SchemaState]:
     """One catalog read for many schemas: at head? still has products.images?"""
     by_schema = {tenant_schema(t): t for t in tenant_ids}
     rows = connection.execute(text(_CATALOG_SQL), {"schemas": list(by_schema)}).all()
     return [
-        _Schema(
+        SchemaState(
             tenant_id=by_schema[row.schema],
             ready=bool(row.ready),
             has_images_column=bool(row.has_images_column),
@@ -187,7 +188,7 @@ def _catalog(connection: Connection, tenant_ids: Sequence[int]) -> list[_Schema]
     ]
 
 
-def _page_rows(connection: Connection, schemas: Sequence[_Schema]) -> list[Row[Any]]:
+def _page_rows(connection: Connection, schemas: Sequence[SchemaState]) -> list[Row[Any]]:
     if not schemas:
         return []
     branches = []

@@ -28,12 +28,16 @@ def main() -> None:
     token = issue_token(
         settings.jwt_secret, user_id=None, is_admin=True, ttl=timedelta(hours=1), now=now_utc()
     )
-    with live_server(create_app(settings)) as url, chromium() as browser:
+    app = create_app(settings)
+    with live_server(app) as url, chromium() as browser:
         page = browser.new_page(base_url=url, viewport={"width": 1280, "height": 900})
         page.goto("/admin/login")
         page.fill("textarea[name=token]", token)
         page.click("button[type=submit]")
         page.wait_for_selector("#progress-numbers")
+        app.state.console_rows.wait()  # the label totals, counted behind the first view
+        page.reload()
+        page.wait_for_selector("#labels-table")
         page.screenshot(path=str(args.out / "console-overview.png"), full_page=True)
         page.goto(f"/admin/tenants/{args.tenant}")
         page.wait_for_selector("#tenant-stage")

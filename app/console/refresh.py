@@ -4,6 +4,7 @@ tenants, and the refreshes themselves cost the database a bounded share of one b
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -19,9 +20,11 @@ class Refreshing(Generic[T]):
     """`get()` computes the value the first time (and after `invalidate()`); afterwards it
     returns the value it has at once and, when that value is stale, starts one background
     refresh. Stale means older than `min_age` seconds, or than `cost_factor` times the last
-    refresh's duration: a refresh that takes 1.5 s runs at most every 7.5 s, so the
-    database spends at most 1/(1 + cost_factor) of a backend on it however many pages poll.
-    A failed background refresh keeps the last value and says so (`error`)."""
+    refresh's duration: a refresh that takes 1.5 s runs at most every 7.5 s, so this
+    process's database work for it is at most 1/(1 + cost_factor) of a backend however many
+    pages poll. A failed refresh keeps the last value, says so (`error`) and is tried again
+    when stale, not in a loop. `update()` patches the value now and again on top of the
+    refresh in flight, whose figures were read before the patch."""
 
     def __init__(
         self,
@@ -42,9 +45,11 @@ class Refreshing(Generic[T]):
         self._value: T | None = None
         self._have = False
         self._at = 0.0  # when the value served was computed
-        self._tried = 0.0  # when the last refresh ended, well or not
+        self._tried = -math.inf  # when the last computation ended, well or not
         self._took = 0.0
-        self._generation = 0
+        self._generation = 0  # bumped by invalidate(): a computation in flight is dropped
+        self._in_flight = False
+        self._patches: list[Callable[[T], T]] = []  # made during the computation in flight
         self._thread: threading.Thread | None = None
         self.error: str | None = None
 
@@ -60,16 +65,9 @@ class Refreshing(Generic[T]):
         """Like `get()`, but never waits: None while the first computation runs in the
         background (for figures a page can show a moment later)."""
         with self._lock:
-            if not self._have or self._stale():
+            if self._stale():
                 self._start()
             return self._value if self._have else None
-
-    def _start(self) -> None:  # under self._lock
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._background, name=f"refresh-{self._name}", daemon=True
-            )
-            self._thread.start()
 
     def age(self) -> float:
         """Seconds since the value served was computed."""
@@ -78,26 +76,38 @@ class Refreshing(Generic[T]):
 
     def update(self, change: Callable[[T], T]) -> None:
         """Apply a change computed by the caller (fresh rows for one tenant after an
-        action); a background refresh that started before it is discarded, not allowed to
-        put older figures back."""
+        action) to the value, and to the result of the computation in flight when it lands
+        (its figures were read before the change)."""
         with self._lock:
             if self._have:
                 self._value = change(self._value)  # type: ignore[arg-type]
-                self._generation += 1
+            if self._in_flight:
+                self._patches.append(change)
 
     def invalidate(self) -> None:
         """Drop the value: the next `get()` computes it (after an action on every tenant)."""
         with self._lock:
             self._have = False
             self._value = None
+            self._tried = -math.inf
             self._generation += 1
 
-    def wait(self) -> None:
-        """Block until the background refresh in flight, if any, has finished."""
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the background refresh in flight, if any, has finished (False if it
+        had not within `timeout` seconds)."""
         with self._lock:
             thread = self._thread
-        if thread is not None:
-            thread.join()
+        if thread is None:
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
+
+    def _start(self) -> None:  # under self._lock
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._background, name=f"refresh-{self._name}", daemon=True
+            )
+            self._thread.start()
 
     def _stale(self) -> bool:
         return self._clock() - self._tried > max(self._min_age, self._cost_factor * self._took)
@@ -115,9 +125,6 @@ class Refreshing(Generic[T]):
                 self._run()
         except Exception as exc:  # the page keeps the last figures and shows the error
             log.error("console.refresh_failed", value=self._name, error=str(exc))
-            with self._lock:
-                self.error = f"{type(exc).__name__}: {exc}"
-                self._tried = self._clock()  # try again after min_age, not in a tight loop
         finally:
             with self._lock:
                 self._thread = None
@@ -125,14 +132,26 @@ class Refreshing(Generic[T]):
     def _run(self) -> T:
         with self._lock:
             generation = self._generation
+            self._in_flight = True
         started = self._clock()
-        value = self._compute()
+        try:
+            value = self._compute()
+        except Exception as exc:
+            with self._lock:
+                self.error = f"{type(exc).__name__}: {exc}"
+                self._tried = self._clock()
+                self._in_flight = False
+                self._patches.clear()
+            raise
         finished = self._clock()
         with self._lock:
-            if generation == self._generation:
-                self._value, self._have = value, True
-                self._at = self._tried = finished
-                self._took = finished - started
+            for change in self._patches:
+                value = change(value)
+            self._patches.clear()
+            self._in_flight = False
+            if generation == self._generation:  # not invalidated meanwhile
+                self._value, self._have, self._at = value, True, finished
+                self._tried, self._took = finished, finished - started
                 self.error = None
         log.debug("console.refreshed", value=self._name, seconds=round(finished - started, 3))
         return value

@@ -267,15 +267,11 @@ def tenant_page(request: Request, tenant_id: int) -> Response:
 @router.get("/fragments/progress", response_class=HTMLResponse)
 def progress_fragment(request: Request, tenant: int | None = None) -> HTMLResponse:
     admin_from_cookie(request)
-    if tenant is None:  # served from memory, refreshed in the background
-        rows = _rows(request).rows()
-    else:  # one tenant's page: its own row, read fresh (a few ms)
-        try:
-            rows = tenant_rows(
-                request.app.state.engine, request.app.state.flags.flags_for, [tenant]
-            )
-        except UnknownTenants:
-            rows = []
+    # Served from memory, refreshed in the background (an action patches its tenant's row
+    # at once): a poll never scans a tenant, however large, however many tabs poll.
+    rows = _rows(request).rows()
+    if tenant is not None:
+        rows = [r for r in rows if r.tenant_id == tenant]
     return _page(request, "_progress.html", summary=overview(rows), tenant=tenant)
 
 
@@ -429,11 +425,16 @@ def _set_toggle(request: Request, toggle: str, tenant: int | None, on: bool) -> 
 
 def _refresh(request: Request, tenant: int | None) -> None:
     """After an action, the next view shows its effect: the tenant's row is read now, or,
-    after an action on every tenant, all rows are read on the next view."""
-    if tenant is None:
-        _rows(request).invalidate()
-    else:
-        _rows(request).refresh_tenants([tenant])
+    after an action on every tenant, all rows are read on the next view. The action has
+    committed: a failure to read the row must not turn its answer into an error."""
+    cache = _rows(request)
+    if tenant is not None:
+        try:
+            cache.refresh_tenants([tenant])
+            return
+        except Exception as exc:
+            log.warning("console.row_refresh_failed", tenant=tenant, error=str(exc))
+    cache.invalidate()
 
 
 @router.post("/actions/audit")

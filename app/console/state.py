@@ -15,7 +15,7 @@ from sqlalchemy import Engine, text
 from app.console.refresh import Refreshing
 from app.core.database import quoted_schema, tenant_schema
 from backfill.labels import LabelReport, label_reports
-from backfill.status import TenantStatus, tenant_status
+from backfill.status import TenantStatus, schema_catalog, tenant_status
 from backfill.tenants import select_tenants
 from flags.stages import Flags, Resolution, Stage, resolve
 
@@ -148,19 +148,24 @@ class RowCache:
     ) -> None:
         self._engine = engine
         self._flags_for = flags_for
+        self._legacy_sources = tuple(legacy_sources)
         self._rows = Refreshing(
             lambda: tenant_rows(engine, flags_for), name="tenant-rows", min_age=min_age, clock=clock
         )
         self._labels = Refreshing(
-            lambda: label_reports(
-                engine,
-                [r.tenant_id for r in self.rows() if not r.status.is_contracted],
-                legacy_sources,
-            )[-1],
-            name="label-totals",
-            min_age=30 * min_age,
-            clock=clock,
+            self._label_totals, name="label-totals", min_age=30 * min_age, clock=clock
         )
+
+    def _label_totals(self) -> LabelReport:
+        # The label report reads products.images: ask the catalog which tenants still have
+        # it now, not the rows (a tenant contracted since they were read would fail it).
+        with self._engine.connect() as connection:
+            jsonb = [
+                s.tenant_id
+                for s in schema_catalog(connection, [r.tenant_id for r in self.rows()])
+                if s.ready and s.has_images_column
+            ]
+        return label_reports(self._engine, jsonb, self._legacy_sources)[-1]
 
     def rows(self) -> list[TenantRow]:
         return self._rows.get()
@@ -179,6 +184,11 @@ class RowCache:
         """Why the last background refresh failed (the rows shown are older), if it did."""
         return self._rows.error
 
+    @property
+    def labels_error(self) -> str | None:
+        """Why the last count of the label totals failed, if it did."""
+        return self._labels.error
+
     def refresh_tenants(self, tenant_ids: Sequence[int]) -> None:
         fresh = tenant_rows(self._engine, self._flags_for, tenant_ids)
         self._rows.update(lambda rows: replaced(rows, fresh, tenant_ids))
@@ -186,10 +196,11 @@ class RowCache:
     def invalidate(self) -> None:
         self._rows.invalidate()
 
-    def wait(self) -> None:
-        """Let the background refreshes in flight finish (app shutdown, tests)."""
-        self._labels.wait()  # first: counting the labels may start a refresh of the rows
-        self._rows.wait()
+    def wait(self, timeout: float | None = None) -> bool:
+        """Let the background refreshes in flight finish (app shutdown, tests); False if
+        they had not within `timeout` seconds each."""
+        # Labels first: counting them may start a refresh of the rows.
+        return self._labels.wait(timeout) and self._rows.wait(timeout)
 
 
 def recent_runs(engine: Engine, tenant_id: int, limit: int = 10) -> list[dict[str, Any]]:

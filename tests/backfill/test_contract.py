@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from uuid import uuid4
@@ -296,6 +297,26 @@ def shared_tenant(engine: Engine) -> int:
     return create_tenant(engine, email=f"rebuild-{uuid4().hex[:8]}@example.com").id
 
 
+def wait_for_a_blocked_update(engine: Engine, table: str, bound: float = 60.0) -> None:
+    """Until another session's UPDATE of `table` waits on a lock (a bound on a hang, not a
+    timing assertion)."""
+    deadline = time.monotonic() + bound
+    with engine.connect() as watcher:
+        while time.monotonic() < deadline:
+            blocked = watcher.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock' AND query LIKE :q"
+                ),
+                {"q": f"UPDATE %{table}%"},
+            ).scalar_one()
+            watcher.rollback()
+            if blocked:
+                return
+            time.sleep(0.02)
+    raise AssertionError(f"no UPDATE of {table} ever waited on a lock")
+
+
 def clear_verified(engine: Engine, tenant: int) -> None:
     with engine.begin() as connection:
         connection.execute(
@@ -317,9 +338,13 @@ def test_canonicalize_stops_when_the_tenant_loses_its_verified_state_mid_run(
     def first_then_drift(connection: Connection, schema: str, ids: list[int]) -> int:
         batches.append(ids)
         rewritten = real(connection, schema, ids)
-        # e.g. a write with the kill switch on, elsewhere in the tenant: waits for this
-        # batch's FOR SHARE on the state row, then clears it.
-        threading.Thread(target=clear_verified, args=(engine, tenant)).start()
+        if len(batches) == 1:
+            # e.g. a write with the kill switch on, elsewhere in the tenant: waits for this
+            # batch's FOR SHARE on the state row, then clears it. The batch commits only
+            # once that write is queued behind it (else the next batch could take its FOR
+            # SHARE first: the test raced, and failed once on 2026-12-03).
+            threading.Thread(target=clear_verified, args=(engine, tenant)).start()
+            wait_for_a_blocked_update(engine, "image_migration_state")
         return rewritten
 
     monkeypatch.setattr(steps, "rewrite_batch", first_then_drift)

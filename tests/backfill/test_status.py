@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import Engine, text
@@ -118,21 +119,64 @@ def test_a_tenant_contracted_after_the_catalog_read_is_read_again(
 ) -> None:
     tenant = ready_tenant(engine, make_tenant, copies=1)
     before = one(engine, tenant)
-    real = status_module._catalog
+    real = status_module.schema_catalog
     calls = []
 
     def stale_then_real(connection, tenant_ids):  # type: ignore[no-untyped-def]
         calls.append(list(tenant_ids))
         schemas = real(connection, tenant_ids)
         if len(calls) == 1:  # what the catalog said just before the contract committed
-            return [
-                status_module._Schema(s.tenant_id, s.ready, True, s.has_mismatches) for s in schemas
-            ]
+            return [replace(s, has_images_column=True) for s in schemas]
         return schemas
 
     migrate.contract(engine, tenant_ids=[tenant])
-    monkeypatch.setattr(status_module, "_catalog", stale_then_real)
+    monkeypatch.setattr(status_module, "schema_catalog", stale_then_real)
     after = one(engine, tenant)
     assert len(calls) == 2, "the page failed on the dropped column and was read again"
     assert after.is_contracted
     assert after.jsonb_images == before.jsonb_images
+
+
+def test_each_page_is_its_own_transaction(
+    engine: Engine, make_tenant: Callable[[], int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(status_module, "PAGE", 2)
+    tenants = [make_tenant() for _ in range(6)]
+    real = status_module._page_rows
+    held_before_each_page: list[int] = []
+
+    def counting(connection, schemas):  # type: ignore[no-untyped-def]
+        held_before_each_page.append(
+            int(
+                connection.execute(
+                    text(
+                        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                        "WHERE l.pid = pg_backend_pid() AND n.nspname LIKE 'user\\_%'"
+                    )
+                ).scalar_one()
+            )
+        )
+        return real(connection, schemas)
+
+    monkeypatch.setattr(status_module, "_page_rows", counting)
+    assert len(tenant_status(engine, tenants)) == 6
+    assert held_before_each_page == [0, 0, 0], "no tenant table still locked by a past page"
+
+
+def test_a_table_dropped_after_the_catalog_read_is_read_again(
+    engine: Engine, tenant: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with engine.begin() as connection:  # as a downgrade of revision 0007 leaves it
+        connection.execute(text(f'DROP TABLE "{tenant_schema(tenant)}".shadow_mismatches'))
+    real = status_module.schema_catalog
+    calls = []
+
+    def stale_then_real(connection, tenant_ids):  # type: ignore[no-untyped-def]
+        calls.append(list(tenant_ids))
+        schemas = real(connection, tenant_ids)
+        return [replace(s, has_mismatches=True) for s in schemas] if len(calls) == 1 else schemas
+
+    monkeypatch.setattr(status_module, "schema_catalog", stale_then_real)
+    assert one(engine, tenant).mismatches_last_hour == 0
+    assert len(calls) == 2, "the page failed on the dropped table and was read again"

@@ -117,19 +117,60 @@ def test_a_failed_refresh_keeps_the_last_value_and_says_why() -> None:
     assert value.get() == 3 and value.error is None
 
 
-def test_a_patch_is_not_undone_by_a_refresh_that_started_before_it() -> None:
+def test_a_patch_shows_at_once_and_again_on_top_of_the_refresh_in_flight() -> None:
     value, source, clock = make()
     value.get()
     clock.now += 2
     source.hold()
     value.get()
     assert source.started.wait(HANG)
-    value.update(lambda _old: 100)  # an action's fresh figures
+    value.update(lambda v: v + 100)  # an action's fresh figures, read after the refresh began
+    assert value.get() == 101, "at once"
     source.release()
     value.wait()
-    assert value.get() == 100, "the older refresh was discarded"
-    value.wait()  # that view found the value stale and refreshed it, after the patch
-    assert value.get() == 3
+    assert value.get() == 102, "the refresh's figures, with the patch on top"
+    value.wait()
+    assert source.calls == 2, "the refresh counted: no second one right behind it"
+
+
+def test_a_patch_during_the_first_computation_is_kept() -> None:
+    value, source, _clock = make()
+    source.hold()
+    assert value.peek() is None
+    assert source.started.wait(HANG)
+    value.update(lambda v: v + 100)
+    source.release()
+    value.wait()
+    assert value.peek() == 101
+
+
+def test_invalidate_drops_a_refresh_in_flight() -> None:
+    value, source, clock = make()
+    value.get()
+    clock.now += 2
+    source.hold()
+    value.get()
+    assert source.started.wait(HANG)
+    value.invalidate()
+    source.release()
+    value.wait()
+    assert value.get() == 3, "read again, not the refresh that began before"
+
+
+def test_a_failing_first_count_is_tried_again_when_stale_not_on_every_view() -> None:
+    value, source, clock = make()
+    source.fail = RuntimeError("column images does not exist")
+    assert value.peek() is None
+    value.wait()
+    for _ in range(5):
+        assert value.peek() is None
+        value.wait()
+    assert source.calls == 1 and value.error is not None
+    clock.now += 2
+    source.fail = None
+    value.peek()
+    value.wait()
+    assert value.peek() == 2 and value.error is None
 
 
 def test_invalidate_makes_the_next_view_compute() -> None:

@@ -40,7 +40,7 @@ def main() -> None:
         page.wait_for_selector("#labels-table")
         page.screenshot(path=str(args.out / "console-overview.png"), full_page=True)
         page.goto(f"/admin/tenants/{args.tenant}")
-        page.wait_for_selector("#tenant-stage")
+        page.wait_for_selector("#tenant-progress #progress-numbers")
         page.wait_for_load_state("networkidle")
         page.screenshot(path=str(args.out / "console-tenant.png"), full_page=False)
     print(f"wrote {args.out / 'console-overview.png'} and {args.out / 'console-tenant.png'}")

@@ -254,6 +254,8 @@ def tenant_page(request: Request, tenant_id: int) -> Response:
         request,
         "tenant.html",
         row=row,
+        summary=overview([row]),
+        tenant=tenant_id,
         runs=recent_runs(engine, tenant_id),
         rejected=rejected_elements(engine, tenant_id),
         samples=samples,

@@ -166,6 +166,7 @@ def test_the_tenant_page_shows_photos_with_the_label_apart_runs_and_rejections(
     console.app.state.flags.reload()  # type: ignore[attr-defined]
     page = console.get(f"/admin/tenants/{tenant}").text
     assert 'id="tenant-stage">live<' in page
+    assert 'id="progress-percent">100.0%<' in page, "the progress is in the page, not only polled"
     assert 'id="metadata">0 / 3 / 0<' in page, "metadata complete / pending / failed"
     photos, label = page.split('class="label"', 1)[0], page.split('class="label"', 1)[1]
     assert f"{BASE}/a.jpg" in photos and f"{BASE}/label.jpg" not in photos.split("<tbody>")[-1]

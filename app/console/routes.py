@@ -6,6 +6,7 @@ the same guards, log who did what, and redirect back with a message."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import time
@@ -271,9 +272,14 @@ def progress_fragment(request: Request, tenant: int | None = None) -> HTMLRespon
     admin_from_cookie(request)
     # Served from memory, refreshed in the background (an action patches its tenant's row
     # at once): a poll never scans a tenant, however large, however many tabs poll.
-    rows = _rows(request).rows()
+    cache = _rows(request)
+    rows = cache.rows()
     if tenant is not None:
         rows = [r for r in rows if r.tenant_id == tenant]
+        if not rows:  # a tenant newer than the rows in memory: read it once, and keep it
+            with contextlib.suppress(UnknownTenants):  # shown as "no figures"
+                cache.refresh_tenants([tenant])
+            rows = [r for r in cache.rows() if r.tenant_id == tenant]
     return _page(request, "_progress.html", summary=overview(rows), tenant=tenant)
 
 

@@ -293,3 +293,22 @@ def test_the_overview_shows_the_label_totals_once_counted(
     page = console.get("/admin").text
     assert f'id="labels-rule">{total.rule_labels}<' in page
     assert f'id="labels-table">{total.table_labels}<' in page
+
+
+def test_the_progress_of_a_tenant_newer_than_the_rows_in_memory_is_read_not_guessed(
+    console: TestClient, engine: Engine, make_tenant: Callable[[], int]
+) -> None:
+    app = console.app
+    app.state.console_rows = RowCache(  # type: ignore[attr-defined]
+        app.state.engine,  # type: ignore[attr-defined]
+        app.state.flags.flags_for,  # type: ignore[attr-defined]
+        clock=lambda: 0.0,  # never stale: only the fragment's own read can find the tenant
+    )
+    sign_in(console)  # fills the rows
+    tenant = make_tenant()
+    insert_legacy_product(engine, tenant, [{"url": f"{BASE}/a.jpg"}, {"url": f"{BASE}/b.jpg"}])
+    fragment = console.get(f"/admin/fragments/progress?tenant={tenant}").text
+    assert 'id="progress-percent">0.0%<' in fragment, "not 100% of nothing"
+    assert "0 / 2 images" in fragment
+    missing = console.get("/admin/fragments/progress?tenant=999999").text
+    assert 'id="progress-missing"' in missing and "progress-percent" not in missing

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
+import psycopg.errors
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import ProgrammingError
 
 from app.core.database import quoted_schema, tenant_schema
 from backfill.projection import sql
@@ -30,18 +32,30 @@ COUNTS = tuple(f.name for f in fields(LabelReport) if f.name != "tenant_id")
 
 
 def label_reports(
-    engine: Engine, tenant_ids: Sequence[int], legacy_sources: Sequence[str]
+    engine: Engine,
+    tenant_ids: Sequence[int],
+    legacy_sources: Sequence[str],
+    *,
+    skip_contracted: bool = False,
 ) -> list[LabelReport]:
-    """One report per tenant, then the total."""
+    """One report per tenant, then the total. The rule reads `products.images`: with
+    `skip_contracted`, a tenant whose column is gone by the time it is read (contracted
+    meanwhile) is left out instead of failing the whole report."""
     reports = []
     with engine.connect() as connection:
         for tenant_id in tenant_ids:
             connection.execute(
                 text(f"SET search_path TO {quoted_schema(tenant_schema(tenant_id))}, public")
             )
-            row = connection.execute(
-                text(sql("label_report")), {"legacy_sources": list(legacy_sources)}
-            ).one()
+            try:
+                row = connection.execute(
+                    text(sql("label_report")), {"legacy_sources": list(legacy_sources)}
+                ).one()
+            except ProgrammingError as exc:
+                if not (skip_contracted and isinstance(exc.orig, psycopg.errors.UndefinedColumn)):
+                    raise
+                connection.rollback()
+                continue
             reports.append(LabelReport(tenant_id, **{n: int(getattr(row, n)) for n in COUNTS}))
             # Per tenant: one transaction over 1,000 schemas runs out of locks.
             connection.rollback()

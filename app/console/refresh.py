@@ -24,7 +24,7 @@ class Refreshing(Generic[T]):
     process's database work for it is at most 1/(1 + cost_factor) of a backend however many
     pages poll. A failed refresh keeps the last value, says so (`error`) and is tried again
     when stale, not in a loop. `update()` patches the value now and again on top of the
-    refresh in flight, whose figures were read before the patch."""
+    refresh in flight when its figures were read before the patch's."""
 
     def __init__(
         self,
@@ -45,11 +45,13 @@ class Refreshing(Generic[T]):
         self._value: T | None = None
         self._have = False
         self._at = 0.0  # when the value served was computed
+        self._read = -math.inf  # when the computation of the value served began reading
         self._tried = -math.inf  # when the last computation ended, well or not
         self._took = 0.0
         self._generation = 0  # bumped by invalidate(): a computation in flight is dropped
-        self._in_flight = False
-        self._patches: list[Callable[[T], T]] = []  # made during the computation in flight
+        self._in_flight: float | None = None  # when the computation in flight began reading
+        # Made during the computation in flight, with when each patch's figures were read.
+        self._patches: list[tuple[float, Callable[[T], T]]] = []
         self._thread: threading.Thread | None = None
         self.error: str | None = None
 
@@ -74,15 +76,19 @@ class Refreshing(Generic[T]):
         with self._lock:
             return max(0.0, self._clock() - self._at) if self._have else 0.0
 
-    def update(self, change: Callable[[T], T]) -> None:
-        """Apply a change computed by the caller (fresh rows for one tenant after an
-        action) to the value, and to the result of the computation in flight when it lands
-        (its figures were read before the change)."""
+    def now(self) -> float:
+        """This value's clock: take it before reading the figures of an `update()`."""
+        return self._clock()
+
+    def update(self, change: Callable[[T], T], read_at: float) -> None:
+        """Apply a change computed by the caller (fresh rows for one tenant, whose reading
+        began at `read_at`) to the value, unless the value was read after it; and to the
+        result of the computation in flight when it lands, if that began reading first."""
         with self._lock:
-            if self._have:
+            if self._have and read_at >= self._read:
                 self._value = change(self._value)  # type: ignore[arg-type]
-            if self._in_flight:
-                self._patches.append(change)
+            if self._in_flight is not None and read_at >= self._in_flight:
+                self._patches.append((read_at, change))
 
     def invalidate(self) -> None:
         """Drop the value: the next `get()` computes it (after an action on every tenant)."""
@@ -94,7 +100,7 @@ class Refreshing(Generic[T]):
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the background refresh in flight, if any, has finished (False if it
-        had not within `timeout` seconds)."""
+        had not within `timeout` seconds, real ones)."""
         with self._lock:
             thread = self._thread
         if thread is None:
@@ -104,10 +110,15 @@ class Refreshing(Generic[T]):
 
     def _start(self) -> None:  # under self._lock
         if self._thread is None:
-            self._thread = threading.Thread(
+            thread = threading.Thread(
                 target=self._background, name=f"refresh-{self._name}", daemon=True
             )
-            self._thread.start()
+            try:
+                thread.start()
+            except RuntimeError as exc:  # "can't start new thread": serve what there is
+                log.error("console.refresh_not_started", value=self._name, error=str(exc))
+                return
+            self._thread = thread
 
     def _stale(self) -> bool:
         return self._clock() - self._tried > max(self._min_age, self._cost_factor * self._took)
@@ -132,26 +143,28 @@ class Refreshing(Generic[T]):
     def _run(self) -> T:
         with self._lock:
             generation = self._generation
-            self._in_flight = True
-        started = self._clock()
+            started = self._clock()
+            self._in_flight = started
         try:
             value = self._compute()
-        except Exception as exc:
+        except BaseException as exc:
             with self._lock:
                 self.error = f"{type(exc).__name__}: {exc}"
                 self._tried = self._clock()
-                self._in_flight = False
-                self._patches.clear()
             raise
-        finished = self._clock()
-        with self._lock:
-            for change in self._patches:
-                value = change(value)
-            self._patches.clear()
-            self._in_flight = False
-            if generation == self._generation:  # not invalidated meanwhile
-                self._value, self._have, self._at = value, True, finished
-                self._tried, self._took = finished, finished - started
-                self.error = None
-        log.debug("console.refreshed", value=self._name, seconds=round(finished - started, 3))
-        return value
+        else:
+            finished = self._clock()
+            with self._lock:
+                for _read_at, change in self._patches:  # read after this began: newer
+                    value = change(value)
+                if generation == self._generation:  # not invalidated meanwhile
+                    self._value, self._have = value, True
+                    self._at, self._read = finished, started
+                    self._tried, self._took = finished, finished - started
+                    self.error = None
+            log.debug("console.refreshed", value=self._name, seconds=round(finished - started, 3))
+            return value
+        finally:
+            with self._lock:
+                self._in_flight = None
+                self._patches.clear()

@@ -36,7 +36,6 @@ from app.console.state import (
     overview,
     recent_runs,
     rejected_elements,
-    tenant_rows,
 )
 from app.core.database import unit_of_work
 from app.core.metrics import INTERLOCK_REFUSALS
@@ -222,8 +221,8 @@ def tenants_page(
 def tenant_page(request: Request, tenant_id: int) -> Response:
     admin_from_cookie(request)
     engine = request.app.state.engine
-    try:  # one tenant: read fresh, not from the overview's short cache
-        rows = tenant_rows(engine, request.app.state.flags.flags_for, [tenant_id])
+    try:  # one tenant: read fresh, and kept for its progress poll and the other pages
+        rows = _rows(request).read_tenants([tenant_id])
     except UnknownTenants:
         rows = []
     if not rows:
@@ -277,10 +276,12 @@ def progress_fragment(request: Request, tenant: int | None = None) -> HTMLRespon
     if tenant is not None:
         rows = [r for r in rows if r.tenant_id == tenant]
         if not rows:  # a tenant newer than the rows in memory: read it once, and keep it
-            with contextlib.suppress(UnknownTenants):  # shown as "no figures"
-                cache.refresh_tenants([tenant])
-            rows = [r for r in cache.rows() if r.tenant_id == tenant]
-    return _page(request, "_progress.html", summary=overview(rows), tenant=tenant)
+            with contextlib.suppress(UnknownTenants):
+                rows = cache.read_tenants([tenant])
+    response = _page(request, "_progress.html", summary=overview(rows), tenant=tenant)
+    if tenant is not None and not rows:
+        response.status_code = 286  # htmx stops polling: unknown, or not migrated
+    return response
 
 
 # --- actions --------------------------------------------------------------------------------
@@ -438,7 +439,7 @@ def _refresh(request: Request, tenant: int | None) -> None:
     cache = _rows(request)
     if tenant is not None:
         try:
-            cache.refresh_tenants([tenant])
+            cache.read_tenants([tenant])
             return
         except Exception as exc:
             log.warning("console.row_refresh_failed", tenant=tenant, error=str(exc))

@@ -165,7 +165,9 @@ class RowCache:
                 for s in schema_catalog(connection, [r.tenant_id for r in self.rows()])
                 if s.ready and s.has_images_column
             ]
-        return label_reports(self._engine, jsonb, self._legacy_sources)[-1]
+        # skip_contracted: a tenant contracted during the count (`contract --all` takes
+        # them one after another) is left out, not a failure of the whole count.
+        return label_reports(self._engine, jsonb, self._legacy_sources, skip_contracted=True)[-1]
 
     def rows(self) -> list[TenantRow]:
         return self._rows.get()
@@ -189,18 +191,25 @@ class RowCache:
         """Why the last count of the label totals failed, if it did."""
         return self._labels.error
 
-    def refresh_tenants(self, tenant_ids: Sequence[int]) -> None:
+    def read_tenants(self, tenant_ids: Sequence[int]) -> list[TenantRow]:
+        """These tenants' rows read now, patched into the rows in memory, and returned."""
+        read_at = self._rows.now()
         fresh = tenant_rows(self._engine, self._flags_for, tenant_ids)
-        self._rows.update(lambda rows: replaced(rows, fresh, tenant_ids))
+        self._rows.update(lambda rows: replaced(rows, fresh, tenant_ids), read_at)
+        return fresh
 
     def invalidate(self) -> None:
         self._rows.invalidate()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Let the background refreshes in flight finish (app shutdown, tests); False if
-        they had not within `timeout` seconds each."""
+        they had not within `timeout` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         # Labels first: counting them may start a refresh of the rows.
-        return self._labels.wait(timeout) and self._rows.wait(timeout)
+        if not self._labels.wait(timeout):
+            return False
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        return self._rows.wait(left)
 
 
 def recent_runs(engine: Engine, tenant_id: int, limit: int = 10) -> list[dict[str, Any]]:

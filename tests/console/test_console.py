@@ -13,21 +13,25 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import ProgrammingError
 
 from app.console import routes as console_routes
 from app.console import state as console_state
 from app.console.state import RowCache
+from app.core import migrate
 from app.core.security import issue_token, now_utc
 from app.core.settings import Settings
 from app.main import create_app
-from backfill.labels import label_reports
+from backfill.labels import LabelReport, label_reports
 from backfill.runner import RunOptions, run_tenant
 from backfill.status import tenant_status
 from backfill.tenants import select_tenants
 from backfill.verify import verify_tenant
 from flags import toggle_file
 from flags.client import Toggle
+from flags.stages import Flags
 from tests.api.test_read_switch import migrated_tenant
+from tests.backfill.test_contract import ready_tenant
 from tests.conftest import TEST_SECRET
 from tests.flags.test_client import write_toggles
 from tests.images_db import insert_legacy_product
@@ -310,5 +314,73 @@ def test_the_progress_of_a_tenant_newer_than_the_rows_in_memory_is_read_not_gues
     fragment = console.get(f"/admin/fragments/progress?tenant={tenant}").text
     assert 'id="progress-percent">0.0%<' in fragment, "not 100% of nothing"
     assert "0 / 2 images" in fragment
-    missing = console.get("/admin/fragments/progress?tenant=999999").text
-    assert 'id="progress-missing"' in missing and "progress-percent" not in missing
+    missing = console.get("/admin/fragments/progress?tenant=999999")
+    assert 'id="progress-missing"' in missing.text and "progress-percent" not in missing.text
+    assert missing.status_code == 286, "htmx stops polling a tenant with no figures"
+
+
+def test_polls_and_views_are_served_from_memory(
+    console: TestClient,
+    engine: Engine,
+    make_tenant: Callable[[], int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tenant, _ = migrated_tenant(engine, make_tenant, verify=True)
+    app = console.app
+    app.state.console_rows = RowCache(  # type: ignore[attr-defined]
+        app.state.engine,  # type: ignore[attr-defined]
+        app.state.flags.flags_for,  # type: ignore[attr-defined]
+        clock=lambda: 0.0,
+    )
+    sign_in(console)
+    app.state.console_rows.wait()  # type: ignore[attr-defined]
+
+    def no_database(*_args: object, **_kwargs: object) -> list[object]:
+        raise AssertionError("a poll or a list view read the tenants")
+
+    monkeypatch.setattr(console_state, "tenant_rows", no_database)
+    for path in (f"/admin/fragments/progress?tenant={tenant}", "/admin/fragments/progress"):
+        response = console.get(path)
+        assert response.status_code == 200 and 'id="progress-percent">' in response.text
+    assert f'data-tenant="{tenant}"' in console.get("/admin/tenants?stage=verified").text
+
+
+def test_a_committed_action_stands_when_reading_its_row_fails(
+    console: TestClient,
+    engine: Engine,
+    make_tenant: Callable[[], int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tenant, _ = migrated_tenant(engine, make_tenant, verify=False)
+    csrf = sign_in(console)
+
+    def failing(_self: RowCache, _tenant_ids: object) -> list[object]:
+        raise RuntimeError("connection lost")
+
+    monkeypatch.setattr(RowCache, "read_tenants", failing)
+    response = console.post(
+        "/admin/actions/verify",
+        data={"csrf": csrf, "tenant": str(tenant)},
+        headers={"referer": "http://testserver/admin"},
+    )
+    assert response.status_code == 200 and f"tenant {tenant}: verified" in response.text
+    monkeypatch.undo()
+    listed = console.get("/admin/tenants?stage=verified").text  # every row read again
+    assert f'data-tenant="{tenant}"' in listed
+
+
+def test_the_label_totals_leave_out_a_tenant_contracted_after_the_rows_were_read(
+    engine: Engine, make_tenant: Callable[[], int], settings: Settings
+) -> None:
+    tenant = ready_tenant(engine, make_tenant, copies=1)
+    cache = RowCache(engine, lambda _t: Flags(), clock=lambda: 0.0)
+    assert any(r.tenant_id == tenant and not r.status.is_contracted for r in cache.rows())
+    migrate.contract(engine, tenant_ids=[tenant])
+    assert cache.labels() is None  # counted in the background
+    cache.wait()
+    assert cache.labels_error is None and cache.labels() is not None
+    with pytest.raises(ProgrammingError):
+        label_reports(engine, [tenant], ("pythonApiWOO",))
+    assert label_reports(engine, [tenant], ("pythonApiWOO",), skip_contracted=True) == [
+        LabelReport(None)
+    ]

@@ -124,7 +124,7 @@ def test_a_patch_shows_at_once_and_again_on_top_of_the_refresh_in_flight() -> No
     source.hold()
     value.get()
     assert source.started.wait(HANG)
-    value.update(lambda v: v + 100)  # an action's fresh figures, read after the refresh began
+    value.update(lambda v: v + 100, value.now())  # an action's figures, read after it began
     assert value.get() == 101, "at once"
     source.release()
     value.wait()
@@ -133,12 +133,37 @@ def test_a_patch_shows_at_once_and_again_on_top_of_the_refresh_in_flight() -> No
     assert source.calls == 2, "the refresh counted: no second one right behind it"
 
 
+def test_a_patch_read_before_the_refresh_began_is_not_put_back_on_top_of_it() -> None:
+    value, source, clock = make()
+    value.get()
+    clock.now += 2
+    read_at = value.now()  # an action starts reading its tenant's figures...
+    clock.now += 1
+    source.hold()
+    value.get()  # ...a refresh begins reading after it...
+    assert source.started.wait(HANG)
+    value.update(lambda v: v + 100, read_at)  # ...and the action's patch lands meanwhile
+    assert value.get() == 101, "newer than the value served: applied"
+    source.release()
+    value.wait()
+    assert value.get() == 2, "older than the refresh: not replayed over its figures"
+
+
+def test_a_patch_older_than_the_value_is_not_applied() -> None:
+    value, _source, clock = make()
+    read_at = value.now()
+    clock.now += 1
+    value.get()
+    value.update(lambda v: v + 100, read_at)
+    assert value.get() == 1
+
+
 def test_a_patch_during_the_first_computation_is_kept() -> None:
     value, source, _clock = make()
     source.hold()
     assert value.peek() is None
     assert source.started.wait(HANG)
-    value.update(lambda v: v + 100)
+    value.update(lambda v: v + 100, value.now())
     source.release()
     value.wait()
     assert value.peek() == 101

@@ -70,6 +70,13 @@ def sign_in(client: TestClient, token: str | None = None) -> str:
     return match.group(1)
 
 
+def install_cache(console: TestClient, clock: Callable[[], float]) -> RowCache:
+    """The console's rows on a fake clock (they go stale only when the test says)."""
+    state = console.app.state  # type: ignore[attr-defined]
+    state.console_rows = RowCache(state.engine, state.flags.flags_for, clock=clock)
+    return state.console_rows  # type: ignore[no-any-return]
+
+
 def test_pages_redirect_to_sign_in_and_actions_are_refused_without_a_session(
     console: TestClient, toggles: Path, engine: Engine, make_tenant: Callable[[], int]
 ) -> None:
@@ -243,14 +250,8 @@ def test_an_action_shows_in_the_tenants_table_at_once_and_a_failed_refresh_is_sh
 ) -> None:
     monkeypatch.setattr(console_routes, "PAGE_SIZE", 100_000)  # one page, whatever else ran
     tenant, _ = migrated_tenant(engine, make_tenant, verify=False)
-    app = console.app
     clock = [0.0]
-    cache = RowCache(
-        app.state.engine,  # type: ignore[attr-defined]
-        app.state.flags.flags_for,  # type: ignore[attr-defined]
-        clock=lambda: clock[0],
-    )
-    app.state.console_rows = cache  # type: ignore[attr-defined]
+    cache = install_cache(console, lambda: clock[0])
     csrf = sign_in(console)
 
     def listed(stage: str) -> list[str]:
@@ -302,12 +303,7 @@ def test_the_overview_shows_the_label_totals_once_counted(
 def test_the_progress_of_a_tenant_newer_than_the_rows_in_memory_is_read_not_guessed(
     console: TestClient, engine: Engine, make_tenant: Callable[[], int]
 ) -> None:
-    app = console.app
-    app.state.console_rows = RowCache(  # type: ignore[attr-defined]
-        app.state.engine,  # type: ignore[attr-defined]
-        app.state.flags.flags_for,  # type: ignore[attr-defined]
-        clock=lambda: 0.0,  # never stale: only the fragment's own read can find the tenant
-    )
+    install_cache(console, lambda: 0.0)  # never stale: only explicit reads change it
     sign_in(console)  # fills the rows
     tenant = make_tenant()
     insert_legacy_product(engine, tenant, [{"url": f"{BASE}/a.jpg"}, {"url": f"{BASE}/b.jpg"}])
@@ -326,14 +322,9 @@ def test_polls_and_views_are_served_from_memory(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     tenant, _ = migrated_tenant(engine, make_tenant, verify=True)
-    app = console.app
-    app.state.console_rows = RowCache(  # type: ignore[attr-defined]
-        app.state.engine,  # type: ignore[attr-defined]
-        app.state.flags.flags_for,  # type: ignore[attr-defined]
-        clock=lambda: 0.0,
-    )
+    cache = install_cache(console, lambda: 0.0)  # never stale: only explicit reads change it
     sign_in(console)
-    app.state.console_rows.wait()  # type: ignore[attr-defined]
+    cache.wait()
 
     def no_database(*_args: object, **_kwargs: object) -> list[object]:
         raise AssertionError("a poll or a list view read the tenants")

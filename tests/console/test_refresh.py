@@ -62,6 +62,15 @@ def make(cost: float = 0.0) -> tuple[Refreshing[int], Source, Clock]:
     return Refreshing(source, name="test", min_age=1.0, clock=clock), source, clock
 
 
+def hold_a_refresh(value: Refreshing[int], source: Source, clock: Clock) -> None:
+    """A value, then a stale view whose background refresh is held once it has begun."""
+    value.get()
+    clock.now += 2
+    source.hold()
+    value.get()
+    assert source.started.wait(HANG)
+
+
 def test_first_view_computes_then_views_are_served_from_memory() -> None:
     value, source, clock = make()
     assert value.get() == 1
@@ -119,11 +128,7 @@ def test_a_failed_refresh_keeps_the_last_value_and_says_why() -> None:
 
 def test_a_patch_shows_at_once_and_again_on_top_of_the_refresh_in_flight() -> None:
     value, source, clock = make()
-    value.get()
-    clock.now += 2
-    source.hold()
-    value.get()
-    assert source.started.wait(HANG)
+    hold_a_refresh(value, source, clock)
     value.update(lambda v: v + 100, value.now())  # an action's figures, read after it began
     assert value.get() == 101, "at once"
     source.release()
@@ -171,11 +176,7 @@ def test_a_patch_during_the_first_computation_is_kept() -> None:
 
 def test_invalidate_drops_a_refresh_in_flight() -> None:
     value, source, clock = make()
-    value.get()
-    clock.now += 2
-    source.hold()
-    value.get()
-    assert source.started.wait(HANG)
+    hold_a_refresh(value, source, clock)
     value.invalidate()
     source.release()
     value.wait()

@@ -194,7 +194,7 @@ def _page_rows(connection: Connection, schemas: Sequence[SchemaState]) -> list[R
     branches = []
     for schema in schemas:
         s = quoted_schema(tenant_schema(schema.tenant_id))
-        # Contracted: no JSONB any more; every element is a row or a rejection.
+        # Contracted: no JSONB any more; its count is the table's rows (see _JSONB_COUNT).
         count = _JSONB_COUNT if schema.has_images_column else _CONTRACTED_COUNT
         branches.append(
             _STATUS_SQL.format(

@@ -50,8 +50,8 @@ class Refreshing(Generic[T]):
         self._took = 0.0
         self._generation = 0  # bumped by invalidate(): a computation in flight is dropped
         self._in_flight: float | None = None  # when the computation in flight began reading
-        # Made during the computation in flight, with when each patch's figures were read.
-        self._patches: list[tuple[float, Callable[[T], T]]] = []
+        # Patches read after the computation in flight began: replayed on its result.
+        self._patches: list[Callable[[T], T]] = []
         self._thread: threading.Thread | None = None
         self.error: str | None = None
 
@@ -88,7 +88,7 @@ class Refreshing(Generic[T]):
             if self._have and read_at >= self._read:
                 self._value = change(self._value)  # type: ignore[arg-type]
             if self._in_flight is not None and read_at >= self._in_flight:
-                self._patches.append((read_at, change))
+                self._patches.append(change)
 
     def invalidate(self) -> None:
         """Drop the value: the next `get()` computes it (after an action on every tenant)."""
@@ -155,7 +155,7 @@ class Refreshing(Generic[T]):
         else:
             finished = self._clock()
             with self._lock:
-                for _read_at, change in self._patches:  # read after this began: newer
+                for change in self._patches:  # read after this began: newer
                     value = change(value)
                 if generation == self._generation:  # not invalidated meanwhile
                     self._value, self._have = value, True

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -188,27 +188,39 @@ def _as_utc(moment: datetime) -> datetime:
 
 
 def _assign_ids(accepted: list[_Accepted], product_id: int) -> list[UUID]:
+    """One id per accepted element, unique within the product and stable for every history.
+
+    A carried id (the dual-write writes every element with its id) is the image's identity:
+    the first element in normalised order carrying a value keeps it, whatever another element
+    would derive, so an image added or moved next to one with the same URL never changes the
+    others' ids. Any other element derives its id from (url, occurrence); in the rare case
+    that id is already carried by another element, the next attempt's name is tried. SQL
+    reproduces this with one window function and a plpgsql loop for the rare case
+    (backfill/sql/project_products.sql, pim_free_image_id)."""
+    carried = [_carried_id(item.element.get("id")) for item in accepted]
+    keeper: dict[UUID, int] = {}
+    for index, value in enumerate(carried):
+        if value is not None:
+            keeper.setdefault(value, index)
     occurrences: dict[str, int] = {}
-    derived: list[UUID] = []
-    for item in accepted:
-        occurrence = occurrences.get(item.url, 0)
-        occurrences[item.url] = occurrence + 1
-        derived.append(legacy_image_id(product_id, item.url, occurrence))
-    # A carried id wins only if it is the first of its value and is not the id another
-    # image derives; otherwise two images could end up sharing an id. This stays a
-    # non-recursive rule, so SQL can express it with window functions.
-    derived_owner = {image_id: index for index, image_id in enumerate(derived)}
-    taken: set[UUID] = set()
     ids: list[UUID] = []
     for index, item in enumerate(accepted):
-        carried = _carried_id(item.element.get("id"))
-        if carried is None or carried in taken or derived_owner.get(carried, index) != index:
-            chosen = derived[index]
-        else:
-            chosen = carried
-        taken.add(chosen)
-        ids.append(chosen)
+        occurrence = occurrences.get(item.url, 0)
+        occurrences[item.url] = occurrence + 1
+        value = carried[index]
+        if value is not None and keeper[value] == index:
+            ids.append(value)
+            continue
+        ids.append(free_image_id(product_id, item.url, occurrence, taken=keeper.keys()))
     return ids
+
+
+def free_image_id(product_id: int, url: str, occurrence: int, *, taken: Collection[UUID]) -> UUID:
+    """The first attempt of the image's derived id that no other image carries."""
+    attempt = 0
+    while (candidate := legacy_image_id(product_id, url, occurrence, attempt)) in taken:
+        attempt += 1
+    return candidate
 
 
 def _carried_id(value: object) -> UUID | None:

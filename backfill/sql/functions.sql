@@ -25,6 +25,30 @@ BEGIN
 END
 $$;
 
+-- app.images.normalise.free_image_id: the first attempt of an image's derived id that is not
+-- in `taken` (the ids other images of the product carry). Attempt 0 is pim_image_id; attempt
+-- k >= 1 names "<product_id>|<occurrence>#<k>|<url>". Only called for the rare image whose
+-- derived id another image carries, so a loop is fine here.
+CREATE OR REPLACE FUNCTION public.pim_free_image_id(product_id bigint, occurrence bigint,
+                                                    url text, taken uuid[])
+RETURNS uuid LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+DECLARE
+  attempt bigint := 0;
+  candidate uuid := public.pim_image_id(product_id, occurrence, url);
+  digest bytea;
+BEGIN
+  WHILE candidate = ANY(coalesce(taken, '{}')) LOOP
+    attempt := attempt + 1;
+    digest := decode(md5(decode('00751c3029d45b71ac551112b96d4b14', 'hex')
+                         || convert_to(product_id::text || '|' || occurrence::text || '#'
+                                       || attempt::text || '|' || url, 'UTF8')), 'hex');
+    candidate := encode(set_byte(set_byte(digest, 6, (get_byte(digest, 6) & 15) | 48),
+                                 8, (get_byte(digest, 8) & 63) | 128), 'hex')::uuid;
+  END LOOP;
+  RETURN candidate;
+END
+$$;
+
 -- app.images.normalise.parse_legacy_timestamp: exactly what CPython 3.11's
 -- datetime.fromisoformat accepts, as UTC, or NULL; it never raises. The date and time
 -- fields are validated like datetime(): hour 0..23 (no 24:00), minute and second 0..59 (no

@@ -62,23 +62,32 @@ derived AS (
            OVER (PARTITION BY o.product_id) AS last_explicit_label
   FROM ordered AS o
 ),
-identified AS (
-  -- _assign_ids: a carried id is kept when it is not the derived id of another image of the
-  -- product and no earlier image (in normalised order) carries it too; otherwise the image
-  -- gets its derived id. Python's "not already taken" check is equivalent: an earlier
-  -- image's chosen id is either its carried id (the same value: not first) or its derived
-  -- id (then the carried id is derived by another image). The owner is found by a hash
-  -- join, not a correlated subquery (quadratic over a batch). Derived ids are distinct
-  -- within a product (distinct names), so the join adds no rows.
+kept AS (
+  -- _assign_ids: the first image (in normalised order) carrying an id keeps it, whatever
+  -- another image derives; ids are unique within a product from here on.
   SELECT d.*,
-         CASE WHEN d.carried_id IS NOT NULL
-                   AND (owner.new_order IS NULL OR owner.new_order = d.new_order)
-                   AND row_number() OVER (PARTITION BY d.product_id, d.carried_id
-                                          ORDER BY d.new_order) = 1
-              THEN d.carried_id ELSE d.derived_id END AS image_id
+         d.carried_id IS NOT NULL
+           AND row_number() OVER (PARTITION BY d.product_id, d.carried_id
+                                  ORDER BY d.new_order) = 1 AS keeps_carried
   FROM derived AS d
-  LEFT JOIN derived AS owner
-    ON owner.product_id = d.product_id AND owner.derived_id = d.carried_id
+),
+identified AS (
+  -- Every other image gets its derived id, unless another image keeps that id as its
+  -- carried one: then free_image_id's next attempt (the rare case; the taken ids are
+  -- gathered only then). The owner is found by a hash join, not a correlated subquery
+  -- (quadratic over a batch); kept carried ids are distinct, so the join adds no rows.
+  SELECT k.*,
+         CASE WHEN k.keeps_carried THEN k.carried_id
+              WHEN owner.product_id IS NULL THEN k.derived_id
+              ELSE public.pim_free_image_id(
+                     k.product_id, k.occurrence, k.url,
+                     ARRAY(SELECT t.carried_id FROM kept AS t
+                           WHERE t.product_id = k.product_id AND t.keeps_carried))
+         END AS image_id
+  FROM kept AS k
+  LEFT JOIN kept AS owner
+    ON owner.product_id = k.product_id AND owner.carried_id = k.derived_id
+       AND owner.keeps_carried
 ),
 projected AS (
   SELECT i.image_id AS id,

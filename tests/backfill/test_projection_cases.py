@@ -92,9 +92,9 @@ def check_carried_ids(outcome: Outcome) -> None:
     first, second, third, fourth = outcome.images
     assert first.id == UUID(CARRIED)
     assert second.id == legacy_image_id(PRODUCT_ID, "b", 0)  # duplicate: derived
-    # x carries the id that image c derives: x gets its own derived id, c keeps its id
-    assert third.id == legacy_image_id(PRODUCT_ID, "x", 0)
-    assert fourth.id == legacy_image_id(PRODUCT_ID, "c", 0)
+    # x carries the id that image c derives: x keeps it, c takes its next attempt
+    assert third.id == legacy_image_id(PRODUCT_ID, "c", 0)
+    assert fourth.id == legacy_image_id(PRODUCT_ID, "c", 0, attempt=1)
 
 
 def check_own_derived_id(outcome: Outcome) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -114,6 +115,34 @@ def test_same_input_gives_same_ids(
         return [image.id for image in result.images]
 
     assert ids() == ids()
+
+
+@given(columns, st.data())
+def test_ids_survive_any_history_of_dual_writes(raw: object, data: st.DataObject) -> None:
+    """Whatever the dual-write does next (add an image with an existing url anywhere, move,
+    delete), reading its JSONB back gives every image the id it had: ids come from the
+    elements, never from their neighbours."""
+    images = list(normalise(raw).images)
+    pool = [image.url for image in images] or ["a.jpg"]
+    for _ in range(data.draw(st.integers(0, 6), label="steps")):
+        step = data.draw(st.sampled_from(["add", "move", "delete"]), label="step")
+        if step == "add" or not images:
+            at = data.draw(st.integers(0, len(images)), label="position")
+            url = data.draw(st.sampled_from(pool), label="url")
+            new = replace(images[0] if images else normalise([{"url": url}]).images[0])
+            new = replace(new, id=data.draw(st.uuids(), label="id"), url=url)
+            if all(image.id != new.id for image in images):
+                images.insert(at, new)
+        elif step == "move":
+            images.insert(
+                data.draw(st.integers(0, len(images) - 1)),
+                images.pop(data.draw(st.integers(0, len(images) - 1))),
+            )
+        else:
+            images.pop(data.draw(st.integers(0, len(images) - 1)))
+        images = [replace(image, order=order) for order, image in enumerate(images)]
+        written = [image_to_element(image) for image in images]
+        assert [image.id for image in normalise(written).images] == [i.id for i in images]
 
 
 @given(dirty_legacy_arrays)
@@ -255,16 +284,26 @@ def test_a_carried_id_must_be_a_canonical_uuid_string() -> None:
     assert second.id == legacy_image_id(PRODUCT_ID, "b.jpg", 0)
 
 
-def test_a_carried_id_that_another_image_derives_gives_way() -> None:
-    # The first element carries the id the third one derives (a.jpg, occurrence 1).
-    stolen = str(legacy_image_id(PRODUCT_ID, "a.jpg", 1))
-    raw = [{"url": "a.jpg", "id": stolen}, {"url": "b.jpg"}, {"url": "a.jpg"}]
+def test_a_carried_id_is_kept_even_when_another_image_derives_it() -> None:
+    # The first element carries the id the third one derives (a.jpg, occurrence 1): the
+    # carried id is the image's identity (the dual-write wrote it), the third image takes
+    # the next attempt of its own derived id.
+    stolen = legacy_image_id(PRODUCT_ID, "a.jpg", 1)
+    raw = [{"url": "a.jpg", "id": str(stolen)}, {"url": "b.jpg"}, {"url": "a.jpg"}]
     images = normalise(raw).images
     assert [image.id for image in images] == [
-        legacy_image_id(PRODUCT_ID, "a.jpg", 0),
+        stolen,
         legacy_image_id(PRODUCT_ID, "b.jpg", 0),
-        legacy_image_id(PRODUCT_ID, "a.jpg", 1),
+        legacy_image_id(PRODUCT_ID, "a.jpg", 1, attempt=1),
     ]
+
+
+def test_an_image_added_before_one_with_the_same_url_changes_no_id() -> None:
+    # What the dual-write leaves after adding image 0's url at position 0 of a legacy array.
+    old = legacy_image_id(PRODUCT_ID, "a.jpg", 0)
+    new = UUID("6f1d2c3b-4a59-4e8f-9d0c-1b2a3c4d5e6f")
+    raw = [{"url": "a.jpg", "id": str(new)}, {"url": "a.jpg", "id": str(old)}]
+    assert [image.id for image in normalise(raw).images] == [new, old]
 
 
 def test_explicit_is_label_switches_off_the_rule_and_keeps_the_last_label() -> None:

@@ -19,6 +19,7 @@ import structlog
 from sqlalchemy import Connection, Engine, text
 
 from app.core.database import quoted_schema, tenant_schema
+from app.repositories import migration_state
 from backfill.tenants import has_images_column
 from backfill.verify import VerificationReport, compare_into_report
 
@@ -143,11 +144,11 @@ def restore_backup(engine: Engine, tenant_id: int, backup_id: int) -> int:
             {"ids": restored_ids},
         )
         restored = len(restored_ids)
+        # Drift, whatever was restored: a verify running now must not mark the tenant
+        # verified from a snapshot taken before the restore.
+        migration_state.record_drift(connection, schema, f"backup {backup_id} restored")
         connection.execute(
-            text(
-                f"UPDATE {schema}.image_migration_state SET verified_at = NULL, "
-                "canonical_at = NULL, updated_at = now() WHERE id = 1"
-            )
+            text(f"UPDATE {schema}.image_migration_state SET canonical_at = NULL WHERE id = 1")
         )
     log.warning("backup.restored", tenant=tenant_id, backup=backup_id, products=restored)
     return int(restored)
@@ -264,6 +265,8 @@ def _still_verified(connection: Connection, schema: str, tenant_id: int) -> None
 
 def rewrite_batch(connection: Connection, schema: str, ids: list[int]) -> int:
     """One batch's JSONB rewritten as its rows rebuild it (caller holds the row locks)."""
+    # Both representations stay equal: the safety net's triggers let these writes pass.
+    migration_state.declare_writer(connection, "canonicalize")
     return int(
         connection.execute(
             text(

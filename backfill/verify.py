@@ -20,6 +20,7 @@ from app.core.database import quoted_schema, tenant_schema
 from app.core.settings import get_settings
 from app.images import Image, row_to_image
 from app.images.differences import Difference, classify
+from app.repositories import migration_state
 from backfill.projection import project_products, record_rejections
 from backfill.tenants import is_contracted
 
@@ -28,15 +29,30 @@ log = structlog.get_logger("backfill.verify")
 CHUNK = 20_000
 MAX_DETAILED = 1_000
 
-# Canonical text of a row: every field, timestamps in UTC, in one string per product.
+# One text per product: the array of its rows, in order, each row a record of every image
+# key (timestamps in UTC). A record's text quotes a field that could be mistaken for a
+# separator and leaves NULL empty (an empty string is ""), so two different image lists
+# never give the same text (concat_ws skipped NULLs: (NULL, 500) and (500, NULL) collided).
+FINGERPRINTED_KEYS = (
+    "id",
+    "url",
+    "order",
+    "is_label",
+    "alt_text",
+    "tags",
+    "mime_type",
+    "file_size",
+    "width",
+    "height",
+    "created_at",
+    "updated_at",
+)
 _FINGERPRINT = """
 SELECT product_id,
-       md5(string_agg(
-         concat_ws('|', id, url, "order", is_label, alt_text, tags::text, mime_type, file_size,
-                   width, height,
-                   to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'),
-                   to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US')),
-         '#' ORDER BY "order")) AS fingerprint
+       md5(array_agg(row(id, url, "order", is_label, alt_text, tags, mime_type, file_size,
+                         width, height, created_at AT TIME ZONE 'UTC',
+                         updated_at AT TIME ZONE 'UTC')
+                     ORDER BY "order")::text) AS fingerprint
 FROM {table}
 {where}
 GROUP BY product_id
@@ -64,6 +80,9 @@ class VerificationReport:
     mismatches: list[Difference] = field(default_factory=list)
     since: str | None = None
     seconds: float = 0.0
+    # A drift (a write outside the dual-write, a restore) was recorded while this ran: the
+    # comparison may be clean, but the tenant is not marked verified.
+    raced_by_drift: bool = False
 
     @property
     def is_verified(self) -> bool:
@@ -96,12 +115,15 @@ def verify_tenant(
         )
     with engine.connect() as connection:
         connection.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+        # The first read takes the snapshot: the generation it sees is what marking the
+        # tenant verified compares against (migration_state.mark_verified).
+        seen_generation = migration_state.drift_generation(connection, schema)
         _expected_into_temp_tables(connection, schema, since)
         _count(connection, schema, report, since)
         _compare(connection, schema, report)
         connection.rollback()  # the temp tables go with it
     report.seconds = time.monotonic() - started
-    _record(engine, schema, report)
+    _record(engine, schema, report, seen_generation)
     log.info(
         "verify.done",
         tenant=tenant_id,
@@ -123,9 +145,16 @@ def compare_into_report(connection: Connection, schema: str, report: Verificatio
     connection.execute(text(f"SET LOCAL search_path TO {schema}"))
 
 
-def _scope(since: str | None, alias: str = "") -> str:
-    prefix = f"{alias}." if alias else ""
-    return f"WHERE {prefix}updated_at >= CAST(:since AS timestamptz)" if since else ""
+def _scope(schema: str, since: str | None) -> str:
+    """The products a `--since` pass compares: updated since then, or written outside the
+    dual-write since then (a bypassing writer may leave updated_at alone; the safety net's
+    log has them)."""
+    if not since:
+        return ""
+    return (
+        "WHERE (updated_at >= CAST(:since AS timestamptz) OR id IN (SELECT product_id "
+        f"FROM {schema}.changed_products WHERE changed_at >= CAST(:since AS timestamptz)))"
+    )
 
 
 def _expected_into_temp_tables(connection: Connection, schema: str, since: str | None) -> None:
@@ -151,7 +180,7 @@ def _expected_into_temp_tables(connection: Connection, schema: str, since: str |
             connection.execute(
                 text(
                     f"SELECT id FROM {schema}.products "
-                    f"{_scope(since) or 'WHERE true'} AND id > :after ORDER BY id LIMIT :n"
+                    f"{_scope(schema, since) or 'WHERE true'} AND id > :after ORDER BY id LIMIT :n"
                 ),
                 {**params, "after": after, "n": CHUNK},
             ).scalars()
@@ -167,15 +196,15 @@ def _count(
     connection: Connection, schema: str, report: VerificationReport, since: str | None
 ) -> None:
     params = {"since": since} if since else {}
-    in_scope = f"product_id IN (SELECT id FROM {schema}.products {_scope(since)})"
+    in_scope = f"product_id IN (SELECT id FROM {schema}.products {_scope(schema, since)})"
     row = connection.execute(
         text(
             f"""
             SELECT
-              (SELECT count(*) FROM {schema}.products {_scope(since)}) AS products,
+              (SELECT count(*) FROM {schema}.products {_scope(schema, since)}) AS products,
               (SELECT coalesce(sum(CASE jsonb_typeof(images)
                                      WHEN 'array' THEN jsonb_array_length(images) ELSE 1 END), 0)
-                 FROM {schema}.products {_scope(since)}) AS jsonb_elements,
+                 FROM {schema}.products {_scope(schema, since)}) AS jsonb_elements,
               (SELECT count(*) FROM {schema}.product_images WHERE {in_scope}) AS table_rows,
               (SELECT count(*) FROM {schema}.product_images WHERE {in_scope} AND is_label)
                 AS labels,
@@ -204,29 +233,7 @@ def _count(
 
 
 def _compare(connection: Connection, schema: str, report: VerificationReport) -> None:
-    expected = _FINGERPRINT.format(table="pg_temp.product_images", where="")
-    where = (
-        f"WHERE product_id IN (SELECT id FROM {schema}.products {_scope(report.since)})"
-        if report.since
-        else ""
-    )
-    actual = _FINGERPRINT.format(table=f"{schema}.product_images", where=where)
-    params = {"since": report.since} if report.since else {}
-    # Products whose ordered fingerprints differ, or that exist on one side only.
-    mismatched = list(
-        connection.execute(
-            text(
-                f"""
-                WITH e AS ({expected}), a AS ({actual})
-                SELECT coalesce(e.product_id, a.product_id) AS product_id
-                FROM e FULL JOIN a USING (product_id)
-                WHERE e.fingerprint IS DISTINCT FROM a.fingerprint
-                ORDER BY 1
-                """
-            ),
-            params,
-        ).scalars()
-    )
+    mismatched = _mismatched(connection, schema, report.since)
     report.mismatched_products = len(mismatched)
     for product_id in mismatched[:MAX_DETAILED]:
         report.mismatches.extend(
@@ -238,6 +245,55 @@ def _compare(connection: Connection, schema: str, report: VerificationReport) ->
         )
 
 
+def _mismatched(connection: Connection, schema: str, since: str | None) -> list[int]:
+    """Products whose ordered fingerprints differ, or that exist on one side only (the
+    temporary tables hold the expected side)."""
+    expected = _FINGERPRINT.format(table="pg_temp.product_images", where="")
+    where = (
+        f"WHERE product_id IN (SELECT id FROM {schema}.products {_scope(schema, since)})"
+        if since
+        else ""
+    )
+    actual = _FINGERPRINT.format(table=f"{schema}.product_images", where=where)
+    return list(
+        connection.execute(
+            text(
+                f"""
+                WITH e AS ({expected}), a AS ({actual})
+                SELECT coalesce(e.product_id, a.product_id) AS product_id
+                FROM e FULL JOIN a USING (product_id)
+                WHERE e.fingerprint IS DISTINCT FROM a.fingerprint
+                ORDER BY 1
+                """
+            ),
+            {"since": since} if since else {},
+        ).scalars()
+    )
+
+
+def differing_products(engine: Engine, tenant_id: int, *, since: str | None = None) -> list[int]:
+    """Every product whose rows differ from its JSONB's projection or whose rejected
+    elements are not all in the report, in one REPEATABLE READ snapshot (what `backfill
+    repair` rebuilds; nothing is written)."""
+    schema = quoted_schema(tenant_schema(tenant_id))
+    with engine.connect() as connection:
+        connection.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+        _expected_into_temp_tables(connection, schema, since)
+        differing = set(_mismatched(connection, schema, since))
+        differing.update(
+            connection.execute(
+                text(
+                    "SELECT DISTINCT e.product_id FROM pg_temp.rejected_image_elements AS e "
+                    f"WHERE NOT EXISTS (SELECT 1 FROM {schema}.rejected_image_elements AS r "
+                    "WHERE r.product_id = e.product_id AND r.position = e.position "
+                    "AND r.reason = e.reason)"
+                )
+            ).scalars()
+        )
+        connection.rollback()
+    return sorted(differing)
+
+
 def _images(connection: Connection, table: str, product_id: int) -> list[Image]:
     rows = connection.execute(
         text(f'SELECT * FROM {table} WHERE product_id = :id ORDER BY "order"'), {"id": product_id}
@@ -245,27 +301,19 @@ def _images(connection: Connection, table: str, product_id: int) -> list[Image]:
     return [row_to_image(dict(row)) for row in rows]
 
 
-def _record(engine: Engine, schema: str, report: VerificationReport) -> None:
-    """Store the result; a full clean pass verifies, any drift clears the verified state."""
+def _record(engine: Engine, schema: str, report: VerificationReport, seen_generation: int) -> None:
+    """Store the result: a full clean pass verifies, unless a drift was recorded since its
+    snapshot (compare-and-set); any difference is drift."""
     summary = json.dumps(report.summary(), default=str)
     with engine.begin() as connection:
         if report.is_verified and report.since is None:
-            connection.execute(
-                text(
-                    f"UPDATE {schema}.image_migration_state SET verified_at = now(), "
-                    "verification = CAST(:summary AS jsonb), updated_at = now() WHERE id = 1"
-                ),
-                {"summary": summary},
-            )
+            if not migration_state.mark_verified(
+                connection, schema, seen_generation=seen_generation, summary=summary
+            ):
+                report.raced_by_drift = True
+                log.warning("verify.raced_by_drift", tenant=report.tenant_id)
         elif not report.is_verified:
-            connection.execute(
-                text(
-                    f"UPDATE {schema}.image_migration_state SET verified_at = NULL, "
-                    "drift_found_at = now(), verification = CAST(:summary AS jsonb), "
-                    "updated_at = now() WHERE id = 1"
-                ),
-                {"summary": summary},
-            )
+            migration_state.record_failed_verification(connection, schema, summary)
 
 
 def verified_at(engine: Engine, tenant_id: int) -> datetime | None:

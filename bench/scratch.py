@@ -11,6 +11,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from app.core.database import make_engine, sqlalchemy_url, tenant_schema
+from app.repositories.migration_state import declare_writer
 
 
 @contextmanager
@@ -48,6 +49,7 @@ def create_users(engine: Engine, count: int) -> list[int]:
 def fill_products(engine: Engine, tenant: int, products: int, images: int) -> None:
     """Legacy products with `images` elements each; every fifth from pythonApiWOO."""
     with engine.begin() as connection:
+        declare_writer(connection, "history")  # the history to migrate, not drift
         connection.execute(
             text(
                 f"INSERT INTO {tenant_schema(tenant)}.products (title, price, source, images) "

@@ -15,6 +15,7 @@ from app.core.database import quoted_schema, session_schema
 from app.images import Image, image_to_element, row_to_image
 from app.images.differences import Difference
 from app.models import Product, ProductImage, ShadowMismatch
+from app.repositories import migration_state
 
 _products: Table = Product.__table__  # type: ignore[assignment]
 _images: Table = ProductImage.__table__  # type: ignore[assignment]
@@ -152,21 +153,5 @@ def sampled(session: Session, *, limit: int = SAMPLE_SIZE) -> list[SampledMismat
 
 def clear_verified(session: Session, reason: str) -> bool:
     """Drift: the tenant is no longer verified (read-table's interlock sends its reads back
-    to the JSONB). True when it was verified until now."""
-    schema = quoted_schema(session_schema(session))
-    state = f"{schema}.image_migration_state"
-    if not session.execute(
-        text("SELECT to_regclass(:state) IS NOT NULL"), {"state": state}
-    ).scalar():
-        return False  # a schema before the backfill's revision was never verified
-    cleared = session.execute(
-        text(
-            f"UPDATE {schema}.image_migration_state SET verified_at = NULL, "
-            "drift_found_at = now(), updated_at = now(), "
-            "verification = coalesce(verification, '{}'::jsonb) "
-            "|| jsonb_build_object('drift', CAST(:reason AS text)) "
-            "WHERE id = 1 AND verified_at IS NOT NULL"
-        ),
-        {"reason": reason},
-    )
-    return bool(cleared.rowcount)  # type: ignore[attr-defined]
+    to the JSONB) and its drift generation moves on. True when it was verified until now."""
+    return migration_state.record_drift(session, quoted_schema(session_schema(session)), reason)

@@ -32,7 +32,7 @@ from app.images.differences import Difference, compare_representations
 from app.images.operations import UNSET, Unset
 from app.images.urls import check_image_url
 from app.models import Product
-from app.repositories import product_images, shadow_reads
+from app.repositories import migration_state, product_images, shadow_reads
 from app.repositories.shadow_reads import BothRepresentations
 from app.services.image_paths import ImagePaths, ReadPath
 from app.services.product_service import ProductNotFound, get_product, lock_product
@@ -354,14 +354,20 @@ class ProductImageService:
         resolution = self.paths.resolution(session)
         writes_table, writes_jsonb = resolution.writes_table, resolution.writes_jsonb
         product = lock_product(session, product_id, with_images=writes_jsonb)
-        current = self._current(session, product, writes_table=writes_table, has_jsonb=writes_jsonb)
+        has_table = writes_table or product_images.table_exists(session)
+        current = self._current(
+            session, product, has_table=has_table, writes_table=writes_table, has_jsonb=writes_jsonb
+        )
         changed = change(current)
         if writes_jsonb:  # gone after the contract: the table is the only representation
+            # The safety net's triggers skip a write that keeps both representations equal;
+            # the kill switch's write does not, so the triggers log it as drift.
+            migration_state.declare_writer(session, "dual-write" if writes_table else "")
             product.images = [image_to_element(image) for image in changed]
         product.updated_at = now
         if writes_table:
             product_images.replace(session, product.id, changed)
-        elif product_images.table_exists(session):
+        elif has_table:
             # Dual-write is off (the kill switch): the product's rows would go stale, so they
             # go. Rows are always equal to the JSONB or absent; the backfill brings them back,
             # and the tenant must be verified again before it may read the table.
@@ -377,10 +383,18 @@ class ProductImageService:
         return changed
 
     def _current(
-        self, session: Session, product: Product, *, writes_table: bool, has_jsonb: bool
+        self,
+        session: Session,
+        product: Product,
+        *,
+        has_table: bool,
+        writes_table: bool,
+        has_jsonb: bool,
     ) -> tuple[Image, ...]:
         """The table rows when the product has some, else its JSONB migrated on first touch
-        (after the contract there is no JSONB: the rows are all there is)."""
+        (after the contract there is no JSONB: the rows are all there is). The write that
+        follows rewrites the JSONB without the elements that cannot be images: each is kept
+        in the rejection report first, whatever the flags say."""
         if writes_table:
             rows = product_images.load(session, product.id)
             if rows or not has_jsonb:
@@ -391,9 +405,12 @@ class ProductImageService:
             product_created_at=product.created_at,
             is_legacy_source=is_legacy_source(product.source, self.legacy_sources),
         )
-        if writes_table:
+        if has_table:
             product_images.record_rejections(
-                session, product.id, migrated.rejected, found_by="dual-write"
+                session,
+                product.id,
+                migrated.rejected,
+                found_by="dual-write" if writes_table else "kill-switch write",
             )
         if migrated.rejected:
             log.warning(

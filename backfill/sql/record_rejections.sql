@@ -35,7 +35,8 @@ WITH rejected AS (
 inserted AS (
   INSERT INTO rejected_image_elements (product_id, position, raw, reason, detail, found_by)
   SELECT product_id, position, raw, reason, detail, CAST(:found_by AS text) FROM rejected
-  ON CONFLICT (product_id, position) DO NOTHING
+  -- any conflict: the same element at the same position is already in the report
+  ON CONFLICT DO NOTHING
   RETURNING 1
 )
 SELECT count(*) FROM inserted

@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine, text
 
 from app.core.database import tenant_schema
+from app.repositories.migration_state import declare_writer
 from flags.client import TOGGLES_FILE, Toggle
 
 HANG_BOUND = 15.0  # seconds a single request may take before it counts as a hang
@@ -95,6 +96,7 @@ def seed_products(
 ) -> None:
     """`count` products straight in SQL, `images_each` legacy images each (1 in 5 legacy)."""
     with engine.begin() as connection:
+        declare_writer(connection, "history")  # the history to migrate, not drift
         connection.execute(
             text(
                 f"INSERT INTO {tenant_schema(tenant)}.products (title, price, source, images) "

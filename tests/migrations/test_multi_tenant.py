@@ -11,7 +11,7 @@ from app.core import migrate
 from app.core.database import tenant_schema
 from migrations.tenancy import TenantMigrationFailed
 
-HEAD = "0009"
+HEAD = "0010"
 
 
 def revision_of(engine: Engine, schema: str) -> str | None:

@@ -66,7 +66,15 @@ class RejectedImageElement(Base):
 
     __tablename__ = "rejected_image_elements"
     __table_args__ = (
-        UniqueConstraint("product_id", "position", name="uq_rejected_image_elements_position"),
+        # One row per element: two different elements rejected at the same position (a
+        # write outside the dual-write put a new one there) are both kept.
+        Index(
+            "uq_rejected_image_elements_element",
+            "product_id",
+            "position",
+            text("md5(coalesce(raw::text, ''))"),
+            unique=True,
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from alembic import op
 from sqlalchemy import text
 
+from app.repositories import migration_state
 from backfill.contract import check_contract, rebuild_column
 from migrations.scope import tenant_schema
 
@@ -42,6 +43,8 @@ def upgrade() -> None:
     bind = op.get_bind()
     schema = _schema()
     check_contract(bind, schema)
+    # The safety net's triggers watch the column: they go with it, and come back with it.
+    migration_state.remove_triggers(bind, schema)
     op.drop_column("products", "images")
     bind.execute(
         text(
@@ -59,6 +62,8 @@ def downgrade() -> None:
         text(f"ALTER TABLE {schema}.products ADD COLUMN images jsonb NOT NULL DEFAULT '[]'")
     )
     rebuild_column(bind, schema)
+    if migration_state.has_safety_net(bind, schema):
+        migration_state.install_triggers(bind, schema)
     bind.execute(
         text(
             f"UPDATE {schema}.image_migration_state SET contracted_at = NULL, "

@@ -1,0 +1,182 @@
+"""The per-tenant migration state that guards the switch: the verified state, the drift that
+clears it, and the log of products written outside the dual-write (the safety net).
+
+Every write of `verified_at`, `drift_found_at` and `drift_generation` goes through here (or
+through the safety net's trigger function, backfill/sql/safety_net.sql, which does the same
+as `record_drift`). The rule that makes verify safe against writes racing it: marking a
+tenant verified is a compare-and-set on `drift_generation`, which every drift moves on in
+the drifting transaction itself (see `mark_verified`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, text
+from sqlalchemy.orm import Session
+
+Bind = Connection | Session
+
+WRITER_SETTING = "pim.images_writer"
+"""Transaction-local setting a writer that keeps both representations equal declares; the
+safety net's triggers skip its writes."""
+
+_TRIGGERS = (
+    (
+        "products_images_updated_outside_dual_write",
+        "AFTER UPDATE OF images ON {schema}.products FOR EACH ROW "
+        "WHEN (OLD.images IS DISTINCT FROM NEW.images "
+        "AND coalesce(current_setting('pim.images_writer', true), '') = '')",
+    ),
+    (
+        "products_images_inserted_outside_dual_write",
+        "AFTER INSERT ON {schema}.products FOR EACH ROW "
+        "WHEN (NEW.images IS DISTINCT FROM '[]'::jsonb "
+        "AND coalesce(current_setting('pim.images_writer', true), '') = '')",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class ChangedProduct:
+    """A product whose `images` were written outside the dual-write, and by whom."""
+
+    product_id: int
+    generation: int
+    writer: str
+    changed_at: datetime
+
+
+def declare_writer(bind: Bind, writer: str) -> None:
+    """Tell the safety net that this transaction's writes of `products.images` keep the
+    table equal to the JSONB (the dual-write, canonicalize) or are history (seeds); ''
+    withdraws it (the kill switch's writes must be caught)."""
+    bind.execute(
+        text("SELECT set_config(:name, :writer, true)"), {"name": WRITER_SETTING, "writer": writer}
+    )
+
+
+def install_triggers(bind: Bind, schema: str) -> None:
+    """Create the safety net's triggers on a tenant's `products` (quoted schema)."""
+    for name, definition in _TRIGGERS:
+        bind.execute(
+            text(
+                f"CREATE TRIGGER {name} {definition.format(schema=schema)} "
+                "EXECUTE FUNCTION public.pim_images_written_outside()"
+            )
+        )
+
+
+def remove_triggers(bind: Bind, schema: str) -> None:
+    """Drop them (the contract drops the column they watch)."""
+    for name, _ in _TRIGGERS:
+        bind.execute(text(f"DROP TRIGGER IF EXISTS {name} ON {schema}.products"))
+
+
+def has_safety_net(bind: Bind, schema: str) -> bool:
+    """Whether the tenant's schema has the changed-products log (revision 0010 applied)."""
+    return bool(
+        bind.execute(
+            text("SELECT to_regclass(:name) IS NOT NULL"), {"name": f"{schema}.changed_products"}
+        ).scalar_one()
+    )
+
+
+def record_drift(bind: Bind, schema: str, reason: str) -> bool:
+    """The table may no longer equal the JSONB: clear the verified state (read-table's
+    interlock sends reads back to the JSONB), stamp the drift and move the generation on,
+    in the caller's transaction. Unconditional: a verify running now must not mark the
+    tenant verified from a snapshot taken before this. True when it was verified until now."""
+    if not bind.execute(
+        text("SELECT to_regclass(:state) IS NOT NULL"),
+        {"state": f"{schema}.image_migration_state"},
+    ).scalar():
+        return False  # a schema before the backfill's revision was never verified
+    was_verified = bind.execute(
+        text(
+            f"UPDATE {schema}.image_migration_state AS s SET verified_at = NULL, "
+            "drift_found_at = now(), updated_at = now(), "
+            "drift_generation = s.drift_generation + 1, "
+            "verification = coalesce(s.verification, '{}'::jsonb) "
+            "|| jsonb_build_object('drift', CAST(:reason AS text)) "
+            f"FROM (SELECT verified_at FROM {schema}.image_migration_state WHERE id = 1 "
+            "FOR UPDATE) AS before WHERE s.id = 1 RETURNING before.verified_at IS NOT NULL"
+        ),
+        {"reason": reason},
+    ).scalar()
+    return bool(was_verified)
+
+
+def drift_generation(bind: Bind, schema: str) -> int:
+    """The tenant's drift generation as the caller's snapshot sees it."""
+    return int(
+        bind.execute(
+            text(f"SELECT drift_generation FROM {schema}.image_migration_state WHERE id = 1")
+        ).scalar_one()
+    )
+
+
+def mark_verified(bind: Bind, schema: str, *, seen_generation: int, summary: str) -> bool:
+    """Mark the tenant verified, only if no drift was recorded since the snapshot that saw
+    `seen_generation` (run at READ COMMITTED, after that snapshot's comparison). A drifting
+    transaction moves the generation on with its first statement on the state row, so it has
+    either committed (the generation differs), or holds the row (this waits, then sees it),
+    or will clear the state after this commits. The changed-products entries that snapshot
+    covered go with it. False: something drifted meanwhile; nothing was written."""
+    marked = bind.execute(
+        text(
+            f"UPDATE {schema}.image_migration_state SET verified_at = now(), "
+            "verification = CAST(:summary AS jsonb), updated_at = now() "
+            "WHERE id = 1 AND drift_generation = :seen"
+        ),
+        {"summary": summary, "seen": seen_generation},
+    ).rowcount  # type: ignore[attr-defined]
+    if not marked:
+        return False
+    if has_safety_net(bind, schema):
+        bind.execute(
+            text(f"DELETE FROM {schema}.changed_products WHERE generation <= :seen"),
+            {"seen": seen_generation},
+        )
+    return True
+
+
+def record_failed_verification(bind: Bind, schema: str, summary: str) -> None:
+    """A verification found differences: that is drift too."""
+    record_drift(bind, schema, "verify found differences")
+    bind.execute(
+        text(
+            f"UPDATE {schema}.image_migration_state SET verification = "
+            "CAST(:summary AS jsonb) || jsonb_build_object('drift', verification -> 'drift') "
+            "WHERE id = 1"
+        ),
+        {"summary": summary},
+    )
+
+
+def changed_products(
+    bind: Bind, schema: str, *, product_ids: Sequence[int] | None = None
+) -> list[ChangedProduct]:
+    """The log of products written outside the dual-write (or those of `product_ids`)."""
+    if not has_safety_net(bind, schema):
+        return []
+    where = "WHERE product_id = ANY(:ids)" if product_ids is not None else ""
+    rows = bind.execute(
+        text(
+            f"SELECT product_id, generation, writer, changed_at FROM {schema}.changed_products "
+            f"{where} ORDER BY product_id"
+        ),
+        {"ids": list(product_ids or [])},
+    ).all()
+    return [ChangedProduct(int(r[0]), int(r[1]), str(r[2]), r[3]) for r in rows]
+
+
+def forget_changes(bind: Bind, schema: str, product_ids: Sequence[int]) -> None:
+    """Drop the log entries of products whose rows were just rebuilt under their locks."""
+    if has_safety_net(bind, schema):
+        bind.execute(
+            text(f"DELETE FROM {schema}.changed_products WHERE product_id = ANY(:ids)"),
+            {"ids": list(product_ids)},
+        )

@@ -28,6 +28,8 @@ UUID_TEXT_PATTERN = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}", re.ASCII
 )
 
+MAX_HISTORY_TAG_LENGTH = 200
+"""Characters kept of one legacy tag (at most 800 bytes in UTF-8, far under the GIN limit)."""
 MAX_BIGINT = 2**63 - 1
 MAX_INT = 2**31 - 1
 
@@ -256,7 +258,11 @@ def _str_or_none(value: object) -> str | None:
 def _tags(value: object) -> tuple[str, ...]:
     if not isinstance(value, list):
         return ()
-    return tuple(tag for tag in value if isinstance(tag, str))
+    # Each tag is a GIN index entry, which must fit in about 8 KB: one incompressible
+    # legacy tag longer than that failed its whole backfill batch. History is cut to
+    # MAX_HISTORY_TAG_LENGTH characters (the API takes far shorter ones); the full text
+    # stays in the JSONB, and in the backup canonicalize takes before rewriting it.
+    return tuple(tag[:MAX_HISTORY_TAG_LENGTH] for tag in value if isinstance(tag, str))
 
 
 def _int_within(value: object, minimum: int, maximum: int) -> int | None:

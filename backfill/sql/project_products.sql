@@ -105,9 +105,10 @@ projected AS (
          END AS is_label,
          CASE WHEN jsonb_typeof(i.e -> 'alt_text') = 'string' THEN i.e ->> 'alt_text' END
            AS alt_text,
-         -- _tags: the string members of a list, in order; anything else gives no tags
+         -- _tags: the string members of a list, in order, each cut to 200 characters
+         -- (MAX_HISTORY_TAG_LENGTH: a GIN entry must fit in 8 KB); else no tags
          CASE WHEN jsonb_typeof(i.e -> 'tags') = 'array' THEN
-           ARRAY(SELECT tag #>> '{}'
+           ARRAY(SELECT left(tag #>> '{}', 200)
                  FROM jsonb_array_elements(i.e -> 'tags') WITH ORDINALITY AS t(tag, k)
                  WHERE jsonb_typeof(tag) = 'string'
                  ORDER BY k)

@@ -97,6 +97,10 @@ def check_carried_ids(outcome: Outcome) -> None:
     assert fourth.id == legacy_image_id(PRODUCT_ID, "c", 0, attempt=1)
 
 
+def check_long_tag(outcome: Outcome) -> None:
+    assert outcome.images[0].tags == ("short", "\u00e9" * 200)
+
+
 def check_own_derived_id(outcome: Outcome) -> None:
     assert [image.id for image in outcome.images] == [
         legacy_image_id(PRODUCT_ID, "a", 0),
@@ -211,6 +215,11 @@ CASES: dict[str, tuple[object, str, Callable[[Outcome], None]]] = {
         ],
         OTHER,
         check_carried_ids,
+    ),
+    "a tag longer than history keeps": (
+        [{"url": "a", "tags": ["short", "\u00e9" * 250, 7]}],
+        OTHER,
+        check_long_tag,
     ),
     "a carried id that the image derives itself": (
         [

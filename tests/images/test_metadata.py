@@ -300,16 +300,22 @@ def hostile_urls(draw: st.DrawFn) -> str:
     return "{scheme}://{credentials}{host}{port}{prefix}/{path}{suffix}".format(**parts)
 
 
+def _port(url: httpx.URL) -> int:
+    return url.port or {"http": 80, "https": 443}[url.scheme]
+
+
 def under_a_base_by_another_parser(url: str) -> bool:
     """Independent oracle: httpx's parser, the path decoded and its dots resolved."""
     parsed = httpx.URL(url)
     path = posixpath.normpath(unquote(parsed.path))
     for base in BASES:
         allowed = httpx.URL(base)
-        same_origin = (parsed.scheme, parsed.host, parsed.port or 0) == (
+        # Default ports made explicit on both sides: httpx drops ":443" from "https://"
+        # but keeps it after "HTTPS://", which is the same origin.
+        same_origin = (parsed.scheme, parsed.host, _port(parsed)) == (
             allowed.scheme,
             allowed.host,
-            allowed.port or 0,
+            _port(allowed),
         )
         if same_origin and path.startswith(allowed.path + "/"):
             return True

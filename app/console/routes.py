@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import math
 import time
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
@@ -37,13 +38,15 @@ from app.console.state import (
     recent_runs,
     rejected_elements,
 )
-from app.core.database import unit_of_work
+from app.core.database import quoted_schema, tenant_schema, unit_of_work
 from app.core.metrics import INTERLOCK_REFUSALS
 from app.core.security import InvalidToken, decode_token
 from app.images import operations
+from app.repositories import migration_state
 from app.services.product_service import list_products
 from backfill.audit import TenantAudit, audit_tenant
 from backfill.labels import label_reports
+from backfill.repair import repair_tenant
 from backfill.tenants import UnknownTenants, select_tenants
 from backfill.verify import TenantContracted, verify_tenant
 from flags.client import Toggle
@@ -250,6 +253,8 @@ def tenant_page(request: Request, tenant_id: int) -> Response:
     from backfill.enrich import metadata_report
 
     metadata = next(iter(metadata_report(engine, [tenant_id])[0]), None)
+    with engine.connect() as connection:
+        drift = migration_state.drift(connection, quoted_schema(tenant_schema(tenant_id)))
     return _page(
         request,
         "tenant.html",
@@ -263,6 +268,7 @@ def tenant_page(request: Request, tenant_id: int) -> Response:
         audit=audit,
         contracted=contracted,
         metadata=metadata,
+        drift=drift,
     )
 
 
@@ -370,6 +376,41 @@ async def verify_action(
         else f"NOT verified: {report.mismatched_products} product(s) differ"
     )
     return _back(request, f"tenant {target}: {outcome}")
+
+
+@router.post("/actions/repair")
+async def repair_action(
+    request: Request, csrf: CsrfField = None, tenant: Annotated[str | None, Form()] = None
+) -> Response:
+    admin_from_cookie(request)
+    check_csrf(request, csrf)
+    try:
+        target = _tenant_or_none(tenant)
+        if target is None:
+            raise ValueError("tenant: repair one tenant at a time from the console")
+        await run_in_threadpool(select_tenants, request.app.state.engine, [target])
+        result = await run_in_threadpool(
+            partial(
+                repair_tenant,
+                request.app.state.engine,
+                target,
+                legacy_sources=request.app.state.settings.legacy_sources,
+            )
+        )
+    except (ValueError, UnknownTenants, TenantContracted) as exc:
+        return _back(request, f"refused: {exc}")
+    log.info(
+        "console.action",
+        who=_who(request),
+        action="repair",
+        tenant=target,
+        products=len(result.products),
+    )
+    await run_in_threadpool(_refresh, request, target)
+    return _back(
+        request,
+        f"tenant {target}: {len(result.products)} product(s) rebuilt from the JSONB; verify it now",
+    )
 
 
 @router.post("/actions/flag")

@@ -180,3 +180,26 @@ def forget_changes(bind: Bind, schema: str, product_ids: Sequence[int]) -> None:
             text(f"DELETE FROM {schema}.changed_products WHERE product_id = ANY(:ids)"),
             {"ids": list(product_ids)},
         )
+
+
+@dataclass(frozen=True)
+class Drift:
+    """What the operator sees of a tenant's drift: the last one recorded and the products
+    written outside the dual-write that no verify or repair has covered yet."""
+
+    found_at: datetime | None
+    reason: str | None
+    pending: int
+    sample: tuple[ChangedProduct, ...]
+
+
+def drift(bind: Bind, schema: str, *, sample: int = 20) -> Drift:
+    """The tenant's last drift and its pending changed products (the first `sample`)."""
+    found_at, reason = bind.execute(
+        text(
+            f"SELECT drift_found_at, verification ->> 'drift' "
+            f"FROM {schema}.image_migration_state WHERE id = 1"
+        )
+    ).one()
+    logged = changed_products(bind, schema)
+    return Drift(found_at, reason, len(logged), tuple(logged[:sample]))

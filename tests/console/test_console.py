@@ -375,3 +375,37 @@ def test_the_label_totals_leave_out_a_tenant_contracted_after_the_rows_were_read
     assert label_reports(engine, [tenant], ("pythonApiWOO",), skip_contracted=True) == [
         LabelReport(None)
     ]
+
+
+def test_the_repair_action_rebuilds_drifted_products_then_verify_passes(
+    console: TestClient, engine: Engine, make_tenant: Callable[[], int]
+) -> None:
+    tenant, product = migrated_tenant(engine, make_tenant, verify=True)
+    with engine.begin() as connection:  # a hand-written UPDATE: the JSONB only
+        connection.execute(
+            text(f"UPDATE user_{tenant}.products SET images = images - 0 WHERE id = :id"),
+            {"id": product},
+        )
+    csrf = sign_in(console)
+
+    def act(path: str, **data: str) -> str:
+        response = console.post(
+            f"/admin/actions/{path}",
+            data={"csrf": csrf, **data},
+            headers={"referer": f"http://testserver/admin/tenants/{tenant}"},
+        )
+        assert response.status_code == 200, response.text
+        match = re.search(r'id="msg">([^<]*)<', response.text)
+        assert match
+        return match.group(1)
+
+    assert "NOT verified" in act("verify", tenant=str(tenant))
+    page = console.get(f"/admin/tenants/{tenant}").text
+    assert 'id="repair"' in page
+    assert "1 product(s) written outside the dual-write" in page
+    assert f"<tr><td>{product}</td>" in page, "the changed product is listed"
+    assert "verify found differences" in page
+    assert "1 product(s) rebuilt" in act("repair", tenant=str(tenant))
+    assert "refused" in act("repair", tenant="abc")
+    assert act("verify", tenant=str(tenant)).endswith(": verified")
+    assert "0 product(s) written outside" in console.get(f"/admin/tenants/{tenant}").text

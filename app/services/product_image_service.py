@@ -32,7 +32,7 @@ from app.images.differences import Difference, compare_representations
 from app.images.operations import UNSET, Unset
 from app.images.urls import check_image_url
 from app.models import Product
-from app.repositories import migration_state, product_images, shadow_reads
+from app.repositories import product_images, shadow_reads
 from app.repositories.shadow_reads import BothRepresentations
 from app.services.image_paths import ImagePaths, ReadPath
 from app.services.product_service import ProductNotFound, get_product, lock_product
@@ -353,16 +353,16 @@ class ProductImageService:
         started = time.perf_counter()
         resolution = self.paths.resolution(session)
         writes_table, writes_jsonb = resolution.writes_table, resolution.writes_jsonb
-        product = lock_product(session, product_id, with_images=writes_jsonb)
+        # The safety net's triggers skip a write that keeps both representations equal;
+        # the kill switch's write does not declare itself, so the triggers log it as drift.
+        writer = ("dual-write" if writes_table else "") if writes_jsonb else None
+        product = lock_product(session, product_id, with_images=writes_jsonb, writer=writer)
         has_table = writes_table or product_images.table_exists(session)
         current = self._current(
             session, product, has_table=has_table, writes_table=writes_table, has_jsonb=writes_jsonb
         )
         changed = change(current)
         if writes_jsonb:  # gone after the contract: the table is the only representation
-            # The safety net's triggers skip a write that keeps both representations equal;
-            # the kill switch's write does not, so the triggers log it as drift.
-            migration_state.declare_writer(session, "dual-write" if writes_table else "")
             product.images = [image_to_element(image) for image in changed]
         product.updated_at = now
         if writes_table:

@@ -6,10 +6,11 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, undefer
 
 from app.models import Product
+from app.repositories.migration_state import WRITER_SETTING
 
 
 class ProductNotFound(LookupError):
@@ -38,12 +39,18 @@ def get_product(session: Session, product_id: int) -> Product:
     return product
 
 
-def lock_product(session: Session, product_id: int, *, with_images: bool = False) -> Product:
+def lock_product(
+    session: Session, product_id: int, *, with_images: bool = False, writer: str | None = None
+) -> Product:
     """The product under its row lock (`SELECT ... FOR UPDATE`), or ProductNotFound; its
-    JSONB loaded in the same statement when asked (absent once the tenant is contracted)."""
+    JSONB loaded in the same statement when asked (absent once the tenant is contracted).
+    `writer` declares this transaction's writes of `products.images` to the safety net
+    (migration_state.declare_writer; '' withdraws it) in the same round trip."""
     query = select(Product).where(Product.id == product_id).with_for_update()
     if with_images:
         query = query.options(undefer(Product.images))
+    if writer is not None:
+        query = query.add_columns(func.set_config(WRITER_SETTING, writer, True))
     product = session.scalars(query).one_or_none()
     if product is None:
         raise ProductNotFound(product_id)

@@ -82,7 +82,9 @@ def run(
         ),
     ] = 1.0,
 ) -> None:
-    """Migrate every product that has no table rows yet, tenant by tenant, resumably."""
+    """Migrate every product that has no table rows yet, tenant by tenant, resumably. A
+    contracted tenant is skipped; a tenant that fails is reported and the others go on (exit
+    1 at the end, naming it, as for a tenant left unfinished)."""
     engine = _engine()
     tenants = _tenants(engine, tenant)
     settings = get_settings()
@@ -95,6 +97,7 @@ def run(
     )
     pause = pause_toggle(settings)
     controls = RunControls(is_paused=pause.is_paused)
+    unfinished: list[int] = []
     failed: list[int] = []
     totals = {"products": 0, "images": 0, "rejected": 0}
     progress = RunProgress(len(tenants), product_count(engine, tenants))
@@ -113,18 +116,40 @@ def run(
                     f"[yellow]tenant {tenant_id}: not migrated to head, skipped "
                     "(run alembic upgrade head)[/yellow]"
                 )
-                failed.append(tenant_id)
+                unfinished.append(tenant_id)
                 continue
             try:
                 result = run_tenant(engine, tenant_id, options, controls=controls, progress=advance)
             except TenantBusy as exc:
                 console.print(f"[yellow]{exc}: skipped[/yellow]")
                 continue
+            except Exception as exc:
+                # One tenant's failure never stops the others. Its run is recorded as failed
+                # (runner._run) and resumes from its checkpoint next time; KeyboardInterrupt
+                # and SystemExit are not Exceptions: they still stop the whole run.
+                log.error(
+                    "backfill.tenant_failed",
+                    tenant=tenant_id,
+                    error_type=type(exc).__name__,
+                    error=str(exc),
+                )
+                reason = (str(exc).strip().splitlines() or [""])[0]
+                console.print(
+                    f"[red]tenant {tenant_id}: failed ({type(exc).__name__}: {reason}); "
+                    "going on with the next tenants[/red]"
+                )
+                failed.append(tenant_id)
+                continue
             totals["products"] += result.products_scanned
             totals["images"] += result.images_inserted
             totals["rejected"] += result.rejected
-            if result.status != "done":
-                failed.append(tenant_id)
+            if result.status == "contracted":
+                console.print(
+                    f"tenant {tenant_id}: contracted (products.images dropped; the table is "
+                    "the only representation), nothing to backfill: skipped"
+                )
+            elif result.status != "done":
+                unfinished.append(tenant_id)
             if bar is not None and tenants_task is not None:
                 bar.update(tenants_task, advance=1)
     engine.dispose()
@@ -139,8 +164,11 @@ def run(
             "[yellow]stopped: rerun `backfill run` to resume from the checkpoint[/yellow]"
         )
         raise typer.Exit(130)
+    if unfinished:
+        console.print(f"[yellow]unfinished tenants: {', '.join(map(str, unfinished))}[/yellow]")
     if failed:
-        console.print(f"[yellow]unfinished tenants: {', '.join(map(str, failed))}[/yellow]")
+        console.print(f"[red]failed tenants: {', '.join(map(str, failed))}[/red]")
+    if unfinished or failed:
         raise typer.Exit(1)
 
 

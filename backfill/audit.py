@@ -4,18 +4,27 @@ The operator's proof of "no label published", run before and after the switch.
 
 What is a label here does not depend on the read path (the JSONB path cannot see legacy
 labels, which is the bug): an image is a label when the table says so (rule, overrides and
-edits) or when the label rule says so of the JSONB, matched by the images' stable ids."""
+edits) or when the label rule says so of the JSONB. A published photo leaks a label when it
+has a label's stable id, or when its URL fetches a label's stored object (a legacy product
+can list the label's URL several times, under several ids).
+
+A product with images but no payload for a marketplace is counted apart: refused, with the
+rules' reasons, when a rule left out a photo (http URLs, a type, a size), since then the
+audit proves nothing about that product; only the label (or its file) is nothing to
+publish, not a refusal."""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import structlog
 from sqlalchemy import Engine, select
 
 from app.core.database import unit_of_work
-from app.images import is_legacy_source, normalise_legacy
+from app.images import Image, is_legacy_source, normalise_legacy
+from app.images.operations import label_objects, stored_object
 from app.marketplaces import NoPublishablePhoto
 from app.models import Product
 from app.repositories import shadow_reads
@@ -34,8 +43,11 @@ class MarketplaceAudit:
     """One marketplace's result for one tenant."""
 
     leaking: int = 0  # products whose payload would carry a label
-    unpublishable: int = 0  # products with no publishable photo (refused, never sent empty)
+    unpublishable: int = 0  # products with nothing to publish but a label (or no image)
+    refused: int = 0  # products with photos a rule refused, and no payload
+    refusal_reasons: Counter[str] = field(default_factory=Counter)  # per refused photo
     leaking_sample: list[int] = field(default_factory=list)
+    refused_sample: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -51,6 +63,19 @@ class TenantAudit:
     @property
     def leaking(self) -> int:
         return sum(m.leaking for m in self.marketplaces.values())
+
+    @property
+    def refused(self) -> int:
+        return sum(m.refused for m in self.marketplaces.values())
+
+
+def leaks_a_label(photos: Iterable[Image], labels: Iterable[Image]) -> bool:
+    """Whether a published photo is one of the labels, by id or by the stored object its URL
+    fetches (the same file under another id)."""
+    labels = tuple(labels)
+    ids = {label.id for label in labels}
+    objects = label_objects(labels)
+    return any(photo.id in ids or stored_object(photo.url) in objects for photo in photos)
 
 
 def audit_tenant(
@@ -79,9 +104,7 @@ def audit_tenant(
                     product_created_at=both.created_at,
                     is_legacy_source=is_legacy_source(both.source, service.legacy_sources),
                 ).images
-                labels = {i.id for i in both.rows if i.is_label} | {
-                    i.id for i in by_rule if i.is_label
-                }
+                labels = [i for i in (*both.rows, *by_rule) if i.is_label]
                 audit.labelled_products += bool(labels)
                 listed = service.list_images(session, product_id=product.id)
                 audit.read_paths[listed.read_path.value] += 1
@@ -89,10 +112,16 @@ def audit_tenant(
                     result = audit.marketplaces[name]
                     try:
                         payload = converter.from_images(product, listed)
-                    except NoPublishablePhoto:
-                        result.unpublishable += 1
+                    except NoPublishablePhoto as refusal:
+                        if not refusal.refused:
+                            result.unpublishable += 1
+                            continue
+                        result.refused += 1
+                        result.refusal_reasons.update(e.reason for e in refusal.refused)
+                        if len(result.refused_sample) < SAMPLE:
+                            result.refused_sample.append(product.id)
                         continue
-                    if labels & {photo.id for photo in payload.photos}:
+                    if leaks_a_label(payload.photos, labels):
                         result.leaking += 1
                         if len(result.leaking_sample) < SAMPLE:
                             result.leaking_sample.append(product.id)
@@ -106,5 +135,6 @@ def audit_tenant(
         products=audit.products,
         read_paths=dict(audit.read_paths),
         leaking={name: m.leaking for name, m in audit.marketplaces.items()},
+        refused={name: m.refused for name, m in audit.marketplaces.items()},
     )
     return audit

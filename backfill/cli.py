@@ -427,7 +427,12 @@ def apply_overrides_command(
 @cli.command("audit-publications")
 def audit_publications(tenant: TenantOption = None) -> None:
     """Build every product's Vinted, eBay and Etsy payload under each tenant's current read
-    stage and count the products whose payload would carry a label (exit 1 if any)."""
+    stage and count the products whose payload would carry a label (by id or by URL). Exit 1
+    if any, and also if a product with images got no payload because a rule refused its
+    photos (http URLs, a type, a size): the audit proves nothing for it. A product with
+    nothing but its label (or no image) has nothing to publish and is not a refusal."""
+    from collections import Counter
+
     from app.services.converters import converters
     from app.services.image_paths import ImagePaths
     from app.services.product_image_service import ProductImageService
@@ -505,6 +510,19 @@ def audit_publications(tenant: TenantOption = None) -> None:
     leaking = sum(leak for leak, _ in totals.values())
     if settings.marketplace_allow_http:
         out.print("MARKETPLACE_ALLOW_HTTP is on: http photo URLs were accepted (demo only)")
+    refused = sum(a.refused for a in audits)
+    for name in by_name:
+        results = [a.marketplaces[name] for a in audits]
+        count = sum(m.refused for m in results)
+        if not count:
+            continue
+        reasons: Counter[str] = sum((m.refusal_reasons for m in results), Counter())
+        examples = sorted({p for m in results for p in m.refused_sample})[:20]
+        out.print(
+            f"{name}: {count} product(s) with images got no payload, their photos refused ("
+            + "; ".join(f"{reason}: {n}" for reason, n in reasons.most_common())
+            + f"); products for example: {', '.join(map(str, examples))}"
+        )
     if leaking:
         sample = sorted(
             {p for a in audits for m in a.marketplaces.values() for p in m.leaking_sample}
@@ -513,6 +531,12 @@ def audit_publications(tenant: TenantOption = None) -> None:
             f"{leaking} payload(s) would publish a label; products for example: "
             f"{', '.join(map(str, sample[:20]))}"
         )
+    if refused:
+        out.print(
+            f"{refused} payload(s) could not be built for products with images: the audit "
+            "proves nothing for them until their photos pass the marketplaces' rules"
+        )
+    if leaking or refused:
         raise typer.Exit(1)
     out.print("no payload would publish a label")
 

@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import datetime
 from enum import Enum
 from typing import Final, Literal
+from urllib.parse import unquote, urlsplit
 from uuid import UUID
 
 from app.images.errors import ImageNotFound, InvalidImageField, NotAPermutation, TooManyImages
@@ -115,13 +116,63 @@ def update(
 
 
 def photos(images: Sequence[Image]) -> tuple[Image, ...]:
-    """Return the images that are not the label, in order."""
-    return tuple(image for image in in_order(images) if not image.is_label)
+    """Return the images that may be shown as the product's photos, in order: not the label,
+    and not another image of the label's file (a legacy product can list one URL several
+    times, and the label rule labels only the last)."""
+    current = in_order(images)
+    labels = label_objects(current)
+    return tuple(
+        image for image in current if not image.is_label and stored_object(image.url) not in labels
+    )
+
+
+# What URL parsers (WHATWG, which browsers and fetchers follow) strip from both ends of a URL:
+# C0 control characters and space; tab, CR and LF they remove anywhere in it.
+_C0_OR_SPACE = "".join(map(chr, range(0x21)))
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def stored_object(url: str) -> str:
+    """The stored object a URL fetches, as comparable text: URLs with equal texts fetch the
+    same object, so a photo whose URL has the label's text publishes the label's file.
+
+    The storage maps `<base>/<key>` to a key (app/storage/base.py), and the key is the
+    object. What a fetcher sends for a URL decides the key it gets, so these spellings are
+    one object: surrounding whitespace; scheme and host in any case (RFC 3986 6.2.2.1), a
+    trailing dot on the host, the default port written out, credentials; http or https (the
+    storage serves the same object on both); percent-encoded path characters (S3, R2 and
+    the local /media decode them); any query (a cache-buster, a resize or a version of the
+    same key) and any fragment (never sent). The path itself stays case-sensitive, like
+    keys. Where a spelling is ambiguous, it counts as the same object: treating a photo as
+    the label's file only leaves that photo out, with its reason, while the other way round
+    would publish the label.
+    """
+    text = url.strip(_C0_OR_SPACE).replace("\t", "").replace("\r", "").replace("\n", "")
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:  # an unclosed "[" or a port out of range: no fetcher sends it as is
+        return text
+    scheme = parts.scheme.lower()
+    path = unquote(parts.path) or "/"
+    if scheme not in _DEFAULT_PORTS:
+        return f"{scheme}:{parts.netloc.lower()}{path}"
+    host = (parts.hostname or "").rstrip(".")
+    if ":" in host:
+        host = f"[{host}]"  # IPv6, so that the port stays apart
+    origin = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
+    return f"http(s)://{origin}{path}"
 
 
 def label(images: Sequence[Image]) -> Image | None:
     """Return the label image, or None when the product has none."""
     return next((image for image in in_order(images) if image.is_label), None)
+
+
+def label_objects(images: Iterable[Image]) -> frozenset[str]:
+    """The stored objects of the product's label(s) (see `stored_object`): no photo may be
+    published from one of them."""
+    return frozenset(stored_object(image.url) for image in images if image.is_label)
 
 
 def _find(images: Sequence[Image], image_id: UUID) -> Image:
@@ -142,12 +193,12 @@ LABEL_ALT_TEXT: Final = "price label, not published"
 
 def default_alt_text(images: Sequence[Image], image_id: UUID, title: str) -> str:
     """The alt text of an image nobody described: "<title>, photo 2 of 5" (its place among
-    the photos that are not the label), or LABEL_ALT_TEXT for the label."""
+    the `photos`), or LABEL_ALT_TEXT for the label and any other image of its file."""
     current = in_order(images)
     target = _find(current, image_id)
-    if target.is_label:
-        return LABEL_ALT_TEXT
     shown = photos(current)
+    if target not in shown:  # the label, or another image of the label's file
+        return LABEL_ALT_TEXT
     position = next(i for i, image in enumerate(shown, start=1) if image.id == image_id)
     place = f"photo {position} of {len(shown)}"
     name = " ".join(title.split())

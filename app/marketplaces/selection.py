@@ -1,5 +1,6 @@
-"""Which of a product's images a marketplace may receive: never a label, in order, within
-the marketplace's rules; every image left out comes back with its reason."""
+"""Which of a product's images a marketplace may receive: never a label nor another image of
+the label's file, in order, within the marketplace's rules; every image left out comes back
+with its reason."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from app.images import Image
+from app.images.operations import label_objects, stored_object
 from app.marketplaces.rules import MarketplaceRules
 
 LABEL = "label: internal price-tag photo"
+LABEL_FILE = "same file as the label: internal price-tag photo"
+LABEL_REASONS = frozenset({LABEL, LABEL_FILE})
 
 
 @dataclass(frozen=True)
@@ -45,15 +49,22 @@ class NoPublishablePhoto(ValueError):
         self.marketplace = marketplace
         self.excluded = tuple(excluded)
 
+    @property
+    def refused(self) -> tuple[Exclusion, ...]:
+        """The images a marketplace rule refused (the label and its file are not refusals):
+        when there are some, the product has photos that could not be published."""
+        return tuple(e for e in self.excluded if e.reason not in LABEL_REASONS)
+
 
 def select_photos(
     images: Sequence[Image], rules: MarketplaceRules, *, allow_http: bool = False
 ) -> PhotoSelection:
-    """The images in `order`, labels out, each rule applied, then the photo cap."""
+    """The images in `order`, labels and their files out, each rule applied, then the cap."""
     photos: list[Image] = []
     excluded: list[Exclusion] = []
+    labels = label_objects(images)
     for image in sorted(images, key=lambda i: i.order):
-        reason = _rule_broken(image, rules, allow_http=allow_http)
+        reason = _rule_broken(image, rules, labels, allow_http=allow_http)
         if reason is None and len(photos) >= rules.max_photos:
             reason = f"over {rules.name}'s limit of {rules.max_photos} photos"
         if reason is None:
@@ -63,9 +74,13 @@ def select_photos(
     return PhotoSelection(tuple(photos), tuple(excluded))
 
 
-def _rule_broken(image: Image, rules: MarketplaceRules, *, allow_http: bool) -> str | None:
+def _rule_broken(
+    image: Image, rules: MarketplaceRules, labels: frozenset[str], *, allow_http: bool
+) -> str | None:
     if image.is_label:
         return LABEL
+    if stored_object(image.url) in labels:
+        return LABEL_FILE
     scheme = urlsplit(image.url).scheme.lower()
     if scheme != "https" and not (allow_http and scheme == "http"):
         return f"url is not https ({rules.name} fetches https only)"

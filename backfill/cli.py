@@ -31,6 +31,7 @@ from backfill import status as status_queries
 from backfill import verify as verification
 from backfill.controls import RunControls, pause_toggle
 from backfill.enrich_cli import enrich
+from backfill.repair import UnknownProducts, repair_tenant
 from backfill.runner import RunOptions, TenantBusy, run_tenant
 from backfill.tenants import (
     UnknownTenants,
@@ -217,7 +218,10 @@ class RunProgress:
 def verify(
     tenant: TenantOption = None,
     since: Annotated[
-        str | None, typer.Option(help="Only products updated since (ISO 8601 timestamp)")
+        str | None,
+        typer.Option(
+            help="Only products updated, or written outside the dual-write, since (ISO 8601)"
+        ),
     ] = None,
 ) -> None:
     """Prove JSONB and table agree per tenant; record verified tenants; exit 1 on a mismatch."""
@@ -238,7 +242,7 @@ def verify(
             )
             continue
         report = verification.verify_tenant(engine, tenant_id, since=since)
-        any_mismatch |= not report.is_verified
+        any_mismatch |= not report.is_verified or report.raced_by_drift
         _print_verification(report)
     engine.dispose()
     if any_mismatch:
@@ -253,10 +257,59 @@ def _print_verification(report: verification.VerificationReport) -> None:
         f"+ rejected {report.rejected}, labels {report.labels}, "
         f"{report.seconds:.2f} s"
     )
+    if report.raced_by_drift:
+        console.print(
+            "  [yellow]a drift was recorded while verify ran (a write outside the dual-write, "
+            "the kill switch or a restore): not marked verified; run `backfill repair`, then "
+            "verify again[/yellow]"
+        )
     for mismatch in report.mismatches[:50]:
         console.print(f"  product {mismatch.product_id}: {mismatch.kind} {mismatch.detail}")
     if len(report.mismatches) > 50:
         console.print(f"  ... and {len(report.mismatches) - 50} more")
+
+
+@cli.command()
+def repair(
+    tenant: TenantOption = None,
+    product: Annotated[
+        list[int] | None,
+        typer.Option("--product", help="Product id (repeatable, one --tenant); default: drifted"),
+    ] = None,
+) -> None:
+    """Rebuild drifted products' rows from their JSONB under their row locks (the products
+    whose rows differ, and those written outside the dual-write); then run verify."""
+    engine = _engine()
+    tenants = _tenants(engine, tenant)
+    if product and len(tenants) != 1:
+        console.print("[red]--product: give exactly one --tenant with it[/red]")
+        raise typer.Exit(2)
+    settings = get_settings()
+    failed = False
+    for tenant_id in tenants:
+        if not is_ready(engine, tenant_id):
+            console.print(f"[yellow]tenant {tenant_id}: not migrated to head, skipped[/yellow]")
+            failed = True
+            continue
+        if is_contracted(engine, tenant_id):
+            console.print(f"tenant {tenant_id}: contracted, no JSONB to repair from: skipped")
+            continue
+        try:
+            result = repair_tenant(
+                engine, tenant_id, legacy_sources=settings.legacy_sources, product_ids=product
+            )
+        except UnknownProducts as exc:
+            console.print(f"[red]--product: {exc}[/red]")
+            raise typer.Exit(2) from None
+        console.print(
+            f"tenant {tenant_id}: {len(result.products)} product(s) rebuilt from the JSONB "
+            f"({result.rows_before} rows replaced by {result.rows_after}, "
+            f"{result.rejected_recorded} rejected elements recorded), {result.seconds:.2f} s"
+            + (f": {', '.join(map(str, result.products[:20]))}" if result.products else "")
+        )
+    engine.dispose()
+    if failed:
+        raise typer.Exit(1)
 
 
 @cli.command()
@@ -662,7 +715,7 @@ def contract(
 ) -> None:
     """Drop products.images for these tenants, behind the guards (verified, no drift,
     canonical JSONB, no long transaction) and after a backup. Same as
-    `alembic -n contract upgrade head -x tenant=N`."""
+    `alembic -n contract -x tenant=N upgrade head`."""
     from app.core import migrate
     from migrations.tenancy import TenantMigrationFailed
 
@@ -684,7 +737,7 @@ def contract(
 @cli.command()
 def uncontract(tenant: TenantOption = None) -> None:
     """Re-add products.images for these tenants, rebuilt from the table with every key.
-    Same as `alembic -n contract downgrade base -x tenant=N`."""
+    Same as `alembic -n contract -x tenant=N downgrade base`."""
     from app.core import migrate
     from migrations.tenancy import TenantMigrationFailed
 

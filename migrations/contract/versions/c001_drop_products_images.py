@@ -4,7 +4,7 @@ Revision ID: c001
 Revises:
 Create Date: 2026-11-25
 
-Applied on purpose, per tenant: `alembic -n contract upgrade head -x tenant=N` (or
+Applied on purpose, per tenant: `alembic -n contract -x tenant=N upgrade head` (or
 `python -m backfill contract --tenant N`), never by the routine `alembic upgrade head`.
 In the tenant's own transaction (backfill/contract.py `check_contract`): refuse when long
 transactions hold its tables or the tenant is not verified; re-run the verification's

@@ -307,6 +307,9 @@ def repair(
             f"{result.rejected_recorded} rejected elements recorded), {result.seconds:.2f} s"
             + (f": {', '.join(map(str, result.products[:20]))}" if result.products else "")
         )
+        for product_id, reason in result.failed.items():
+            console.print(f"[red]  product {product_id}: not rebuilt: {reason}[/red]")
+        failed |= bool(result.failed)
     engine.dispose()
     if failed:
         raise typer.Exit(1)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import structlog
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import IntegrityError
 
 from app.core.database import quoted_schema, tenant_schema
 from app.repositories import migration_state
@@ -44,6 +45,7 @@ class RepairResult:
     rows_before: int = 0
     rows_after: int = 0
     rejected_recorded: int = 0
+    failed: dict[int, str] = field(default_factory=dict)  # product -> why it was not rebuilt
     seconds: float = 0.0
 
 
@@ -84,25 +86,19 @@ def repair_tenant(
     bound.info("repair.started", products=len(todo))
     for start in range(0, len(todo), batch):
         chunk = todo[start : start + batch]
-        with engine.begin() as connection:
-            connection.execute(text(f"SET LOCAL lock_timeout = '{int(lock_timeout_ms)}ms'"))
-            connection.execute(text(f"SET LOCAL search_path TO {schema}, public"))
-            locked = list(
-                connection.execute(
-                    text("SELECT id FROM products WHERE id = ANY(:ids) ORDER BY id FOR UPDATE"),
-                    {"ids": chunk},
-                ).scalars()
-            )
-            result.rows_before += int(
-                connection.execute(
-                    text("DELETE FROM product_images WHERE product_id = ANY(:ids)"),
-                    {"ids": locked},
-                ).rowcount
-            )
-            result.rows_after += project_products(connection, locked, legacy_sources)
-            result.rejected_recorded += record_rejections(connection, locked, "repair")
-            migration_state.forget_changes(connection, schema, locked)
-        result.products.extend(locked)
+        try:
+            _rebuild(engine, schema, chunk, legacy_sources, lock_timeout_ms, result)
+        except IntegrityError:
+            # One product's JSONB the table cannot take (e.g. an id carried over from another
+            # product by a writer outside the service): the others still get rebuilt, and
+            # that one is reported with the database's reason.
+            for product_id in chunk:
+                try:
+                    _rebuild(engine, schema, [product_id], legacy_sources, lock_timeout_ms, result)
+                except IntegrityError as exc:
+                    reason = str(exc.orig).splitlines()[0] if exc.orig else str(exc)
+                    result.failed[product_id] = reason
+                    bound.error("repair.product_failed", product=product_id, error=reason)
         if progress is not None:
             progress(len(chunk))
     result.seconds = time.monotonic() - started
@@ -114,6 +110,37 @@ def repair_tenant(
         seconds=round(result.seconds, 3),
     )
     return result
+
+
+def _rebuild(
+    engine: Engine,
+    schema: str,
+    product_ids: Sequence[int],
+    legacy_sources: Sequence[str],
+    lock_timeout_ms: int,
+    result: RepairResult,
+) -> None:
+    """One transaction: lock the products, drop their rows, project them again from the
+    JSONB, complete the rejection report, drop their changed-products entries."""
+    with engine.begin() as connection:
+        connection.execute(text(f"SET LOCAL lock_timeout = '{int(lock_timeout_ms)}ms'"))
+        connection.execute(text(f"SET LOCAL search_path TO {schema}, public"))
+        locked = list(
+            connection.execute(
+                text("SELECT id FROM products WHERE id = ANY(:ids) ORDER BY id FOR UPDATE"),
+                {"ids": list(product_ids)},
+            ).scalars()
+        )
+        before = connection.execute(
+            text("DELETE FROM product_images WHERE product_id = ANY(:ids)"), {"ids": locked}
+        ).rowcount
+        after = project_products(connection, locked, legacy_sources)
+        rejected = record_rejections(connection, locked, "repair")
+        migration_state.forget_changes(connection, schema, locked)
+    result.rows_before += int(before)
+    result.rows_after += after
+    result.rejected_recorded += rejected
+    result.products.extend(locked)
 
 
 def _check_known(engine: Engine, schema: str, tenant_id: int, product_ids: Sequence[int]) -> None:

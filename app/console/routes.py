@@ -407,9 +407,14 @@ async def repair_action(
         products=len(result.products),
     )
     await run_in_threadpool(_refresh, request, target)
+    failed = "".join(
+        f"; product {product_id} NOT rebuilt: {reason}"
+        for product_id, reason in result.failed.items()
+    )
     return _back(
         request,
-        f"tenant {target}: {len(result.products)} product(s) rebuilt from the JSONB; verify it now",
+        f"tenant {target}: {len(result.products)} product(s) rebuilt from the JSONB{failed}; "
+        "verify it now",
     )
 
 

@@ -349,3 +349,28 @@ def test_the_repair_command_rebuilds_and_says_what(
     )
     assert unknown.returncode == 2
     assert "--product" in unknown.stderr
+
+
+def test_repair_reports_a_product_the_table_cannot_take_and_rebuilds_the_others(
+    engine: Engine, make_tenant: Callable[[], int]
+) -> None:
+    tenant, product = verified_tenant(engine, make_tenant)
+    schema = f'"{tenant_schema(tenant)}"'
+    with engine.begin() as connection:
+        steps.rewrite_batch(connection, schema, [product])  # its JSONB now carries its ids
+    other = insert_legacy_product(engine, tenant, [])
+    with engine.begin() as connection:
+        # An old app version's "duplicate listing": the first product's JSONB, with the ids
+        # the table holds, copied into another product; and a plain drift elsewhere.
+        connection.execute(
+            text(
+                f"UPDATE {schema}.products SET images = "
+                f"(SELECT images FROM {schema}.products WHERE id = :source) WHERE id = :target"
+            ),
+            {"source": product, "target": other},
+        )
+    third = insert_legacy_product(engine, tenant, LEGACY)
+    result = repair_tenant(engine, tenant, legacy_sources=SOURCES, batch=10)
+    assert result.products == [third]
+    assert list(result.failed) == [other]
+    assert "duplicate key" in result.failed[other]

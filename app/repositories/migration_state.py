@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, text
+from sqlalchemy import BigInteger, Column, Connection, MetaData, Table, text
 from sqlalchemy.orm import Session
 
 Bind = Connection | Session
@@ -22,6 +22,12 @@ Bind = Connection | Session
 WRITER_SETTING = "pim.images_writer"
 """Transaction-local setting a writer that keeps both representations equal declares; the
 safety net's triggers skip its writes."""
+
+CHANGED_PRODUCTS = Table(
+    "changed_products", MetaData(), Column("product_id", BigInteger, primary_key=True)
+)
+"""The safety net's log, for ORM statements (tenant-bound by schema_translate_map; a
+MetaData of its own, outside the models, as the table has no writer in Python)."""
 
 _TRIGGERS = (
     (

@@ -13,6 +13,7 @@ import structlog
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from app.core.database import quoted_schema, session_schema
 from app.core.metrics import (
     DRIFT_FALLBACKS,
     IMAGE_READS,
@@ -32,10 +33,15 @@ from app.images.differences import Difference, compare_representations
 from app.images.operations import UNSET, Unset
 from app.images.urls import check_image_url
 from app.models import Product
-from app.repositories import product_images, shadow_reads
+from app.repositories import migration_state, product_images, shadow_reads
 from app.repositories.shadow_reads import BothRepresentations
 from app.services.image_paths import ImagePaths, ReadPath
-from app.services.product_service import ProductNotFound, get_product, lock_product
+from app.services.product_service import (
+    ProductNotFound,
+    get_product,
+    lock_for_write,
+    lock_product,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -355,11 +361,24 @@ class ProductImageService:
         writes_table, writes_jsonb = resolution.writes_table, resolution.writes_jsonb
         # The safety net's triggers skip a write that keeps both representations equal;
         # the kill switch's write does not declare itself, so the triggers log it as drift.
-        writer = ("dual-write" if writes_table else "") if writes_jsonb else None
-        product = lock_product(session, product_id, with_images=writes_jsonb, writer=writer)
+        written_outside = False
+        if writes_table and writes_jsonb:
+            product, written_outside = lock_for_write(session, product_id, writer="dual-write")
+        elif writes_jsonb:
+            product = lock_product(session, product_id, with_images=True, writer="")
+        else:
+            product = lock_product(session, product_id)
         has_table = writes_table or product_images.table_exists(session)
         current = self._current(
-            session, product, has_table=has_table, writes_table=writes_table, has_jsonb=writes_jsonb
+            session,
+            product,
+            has_table=has_table,
+            # Logged by the safety net: the JSONB was written outside the dual-write (an old
+            # app version, the importer, the kill switch), so the rows may be stale and must
+            # not be written back over it; this write rebuilds both from the JSONB.
+            use_rows=writes_table and not written_outside,
+            has_jsonb=writes_jsonb,
+            found_by="dual-write" if writes_table else "kill-switch write",
         )
         changed = change(current)
         if writes_jsonb:  # gone after the contract: the table is the only representation
@@ -367,6 +386,10 @@ class ProductImageService:
         product.updated_at = now
         if writes_table:
             product_images.replace(session, product.id, changed)
+            if written_outside:  # both equal again, under the product's lock
+                migration_state.forget_changes(
+                    session, quoted_schema(session_schema(session)), [product.id]
+                )
         elif has_table:
             # Dual-write is off (the kill switch): the product's rows would go stale, so they
             # go. Rows are always equal to the JSONB or absent; the backfill brings them back,
@@ -388,14 +411,15 @@ class ProductImageService:
         product: Product,
         *,
         has_table: bool,
-        writes_table: bool,
+        use_rows: bool,
         has_jsonb: bool,
+        found_by: str,
     ) -> tuple[Image, ...]:
         """The table rows when the product has some, else its JSONB migrated on first touch
         (after the contract there is no JSONB: the rows are all there is). The write that
         follows rewrites the JSONB without the elements that cannot be images: each is kept
         in the rejection report first, whatever the flags say."""
-        if writes_table:
+        if use_rows or not has_jsonb:
             rows = product_images.load(session, product.id)
             if rows or not has_jsonb:
                 return rows
@@ -407,10 +431,7 @@ class ProductImageService:
         )
         if has_table:
             product_images.record_rejections(
-                session,
-                product.id,
-                migrated.rejected,
-                found_by="dual-write" if writes_table else "kill-switch write",
+                session, product.id, migrated.rejected, found_by=found_by
             )
         if migrated.rejected:
             log.warning(

@@ -6,11 +6,11 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session, undefer
 
 from app.models import Product
-from app.repositories.migration_state import WRITER_SETTING
+from app.repositories.migration_state import CHANGED_PRODUCTS, WRITER_SETTING
 
 
 class ProductNotFound(LookupError):
@@ -55,6 +55,23 @@ def lock_product(
     if product is None:
         raise ProductNotFound(product_id)
     return product
+
+
+def lock_for_write(session: Session, product_id: int, *, writer: str) -> tuple[Product, bool]:
+    """`lock_product(..., with_images=True, writer=writer)`, and in the same statement
+    whether the safety net logged the product as written outside the dual-write since its
+    rows were last rebuilt (its rows may be stale: the JSONB is the truth)."""
+    logged = exists().where(CHANGED_PRODUCTS.c.product_id == Product.id)
+    query = (
+        select(Product, logged, func.set_config(WRITER_SETTING, writer, True))
+        .where(Product.id == product_id)
+        .options(undefer(Product.images))
+        .with_for_update(of=Product)
+    )
+    found = session.execute(query).one_or_none()
+    if found is None:
+        raise ProductNotFound(product_id)
+    return found[0], bool(found[1])
 
 
 def create_product(session: Session, fields: Mapping[str, Any], *, now: datetime) -> Product:

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine, text
 
 from app.core import migrate
@@ -23,7 +24,8 @@ from backfill.repair import UnknownProducts, repair_tenant
 from backfill.runner import RunOptions, run_tenant
 from backfill.verify import FINGERPRINTED_KEYS, verified_at, verify_tenant
 from tests.backfill.test_cli import backfill
-from tests.images_db import insert_legacy_product, table_elements
+from tests.conftest import bearer
+from tests.images_db import insert_legacy_product, jsonb_elements, table_elements
 
 BASE = "http://testserver/media"
 LEGACY = [{"url": f"{BASE}/{n}.jpg", "order": i} for i, n in enumerate("abc")]
@@ -374,3 +376,28 @@ def test_repair_reports_a_product_the_table_cannot_take_and_rebuilds_the_others(
     assert result.products == [third]
     assert list(result.failed) == [other]
     assert "duplicate key" in result.failed[other]
+
+
+def test_a_dual_write_after_a_write_outside_it_builds_on_the_jsonb_not_on_stale_rows(
+    engine: Engine, make_tenant: Callable[[], int], client: TestClient
+) -> None:
+    """During a rolling deploy an old app version adds an image to the JSONB only; the next
+    write through the new app must keep it (the rows are stale), not rewrite the JSONB from
+    the rows and lose it."""
+    tenant, product = verified_tenant(engine, make_tenant)
+    with engine.begin() as connection:
+        bypass_write(connection, tenant, product)
+    listed = client.get(f"/api/products/{product}/images", headers=bearer(tenant)).json()
+    assert [i["url"] for i in listed["images"]][-1] == f"{BASE}/bypass.jpg"
+    first = listed["images"][0]["id"]
+    patched = client.patch(
+        f"/api/products/{product}/images/{first}",
+        json={"alt_text": "front"},
+        headers=bearer(tenant),
+    )
+    assert patched.status_code == 200, patched.text
+    urls = [e["url"] for e in jsonb_elements(engine, tenant, product)]
+    assert urls[-1] == f"{BASE}/bypass.jpg", "the old app's image survived the write"
+    assert [e["url"] for e in table_elements(engine, tenant, product)] == urls
+    assert changed(engine, tenant) == [], "the write made both representations equal again"
+    assert verify_tenant(engine, tenant).is_verified

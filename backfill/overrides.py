@@ -81,17 +81,20 @@ def apply_overrides(
         try:
             with unit_of_work(engine, override.tenant_id) as session:
                 images = service.list_images(session, product_id=override.product_id).images
-                match = next((image for image in images if image.url == override.url), None)
-                if match is None:
+                matches = [image for image in images if image.url == override.url]
+                if not matches:
                     outcomes.append(OverrideOutcome(override, False, "no image with this url"))
                     continue
-                service.set_label_flag(
-                    session,
-                    product_id=override.product_id,
-                    image_id=match.id,
-                    is_label=override.is_label,
-                    now=datetime.now(UTC),
-                )
+                # A legacy product can list one url several times and the rule labels only
+                # the last copy: "not a label" unmarks every copy, "label" marks the first.
+                for match in matches if not override.is_label else matches[:1]:
+                    service.set_label_flag(
+                        session,
+                        product_id=override.product_id,
+                        image_id=match.id,
+                        is_label=override.is_label,
+                        now=datetime.now(UTC),
+                    )
             outcomes.append(OverrideOutcome(override, True))
         except (ProductNotFound, ImageError) as exc:
             outcomes.append(OverrideOutcome(override, False, str(exc)))

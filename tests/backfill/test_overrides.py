@@ -64,6 +64,24 @@ def test_overrides_correct_the_rule_in_both_representations_and_verify_stays_cle
     assert verify_tenant(engine, tenant).is_verified
 
 
+def test_not_a_label_unmarks_every_copy_of_a_repeated_url(
+    engine: Engine, tenant: int, tmp_path: Path
+) -> None:
+    # The rule labels the last copy; the operator says that file is no label.
+    same = f"{BASE}/same.jpg"
+    product = insert_legacy_product(
+        engine, tenant, [{"url": same}, {"url": same}], source="pythonApiWOO"
+    )
+    run_tenant(engine, tenant, RunOptions())
+    assert [r["is_label"] for r in table_elements(engine, tenant, product)] == [False, True]
+    outcomes = apply_overrides(
+        engine, read_overrides(write(tmp_path, f"{tenant},{product},{same},false")), SERVICE
+    )
+    assert [o.applied for o in outcomes] == [True]
+    assert [r["is_label"] for r in table_elements(engine, tenant, product)] == [False, False]
+    assert_representations_equal(engine, tenant, product)
+
+
 @pytest.mark.parametrize(
     ("lines", "message"),
     [

@@ -8,9 +8,19 @@ from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEVELOPMENT_JWT_SECRET = "development-only-secret-change-me-0123456789"  # noqa: S105
+# Words of the placeholders shipped in this repository (docker-compose.yml, README, tests):
+# a production secret holding one was copied, not generated. ("development" is only refused
+# in JWT_SECRET: an Unleash token names its environment, which may be called development.)
+PLACEHOLDER_WORDS = ("change-me", "changeme")
+JWT_PLACEHOLDER_WORDS = (*PLACEHOLDER_WORDS, "development", "example", "test-secret")
+DEFAULT_DATABASE_PASSWORDS = frozenset({"stoflow", "postgres", "password", "secret", "admin"})
+MIN_SECRET_LENGTH = 32
+MIN_SECRET_DISTINCT_CHARACTERS = 10
 
 
 class SettingsError(RuntimeError):
@@ -79,12 +89,12 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _production_guards(self) -> Settings:
-        if self.app_env == "production" and self.jwt_secret == DEVELOPMENT_JWT_SECRET:
-            raise ValueError("JWT_SECRET must be set to a private value when APP_ENV=production")
-        if self.app_env == "production" and self.marketplace_allow_http:
-            raise ValueError("MARKETPLACE_ALLOW_HTTP must stay false when APP_ENV=production")
-        if len(self.jwt_secret) < 32:
-            raise ValueError("JWT_SECRET must be at least 32 characters long")
+        if len(self.jwt_secret) < MIN_SECRET_LENGTH:
+            raise ValueError(f"JWT_SECRET must be at least {MIN_SECRET_LENGTH} characters long")
+        if self.app_env == "production":
+            problems = _production_problems(self)
+            if problems:
+                raise ValueError("; ".join(problems))
         if self.storage_backend == "s3" and not self.s3_bucket:
             raise ValueError("S3_BUCKET is required when STORAGE_BACKEND=s3")
         return self
@@ -93,6 +103,59 @@ class Settings(BaseSettings):
     def resolved_media_root(self) -> Path:
         """The local storage folder (default: `.data/media`)."""
         return self.media_root or self.data_dir / "media"
+
+
+def _production_problems(settings: Settings) -> list[str]:
+    """What APP_ENV=production refuses, each naming its setting (never echoing the secret)."""
+    problems = []
+    if _is_weak_secret(settings.jwt_secret):
+        problems.append(
+            "JWT_SECRET must be a private random value when APP_ENV=production "
+            f"({MIN_SECRET_LENGTH}+ characters, {MIN_SECRET_DISTINCT_CHARACTERS}+ distinct, "
+            "no placeholder such as 'change-me'; e.g. `openssl rand -base64 48`)"
+        )
+    for name, token in (
+        ("UNLEASH_API_TOKEN", settings.unleash_api_token),
+        ("UNLEASH_ADMIN_TOKEN", settings.unleash_admin_token),
+    ):
+        if token is not None and _has_placeholder(token):
+            problems.append(
+                f"{name} is the placeholder shipped in docker-compose.yml: create a private "
+                "token in Unleash (or set a private init token) when APP_ENV=production"
+            )
+    if settings.database_url is not None and _has_default_password(settings.database_url):
+        problems.append(
+            "DATABASE_URL uses a default database password (e.g. stoflow:stoflow): set "
+            "POSTGRES_PASSWORD to a private value when APP_ENV=production"
+        )
+    if settings.marketplace_allow_http:
+        problems.append("MARKETPLACE_ALLOW_HTTP must stay false when APP_ENV=production")
+    return problems
+
+
+def _has_placeholder(value: str, words: tuple[str, ...] = PLACEHOLDER_WORDS) -> bool:
+    return any(word in value.lower() for word in words)
+
+
+def _is_weak_secret(secret: str) -> bool:
+    return (
+        len(secret) < MIN_SECRET_LENGTH
+        or len(set(secret)) < MIN_SECRET_DISTINCT_CHARACTERS
+        or secret == DEVELOPMENT_JWT_SECRET
+        or _has_placeholder(secret, JWT_PLACEHOLDER_WORDS)
+    )
+
+
+def _has_default_password(database_url: str) -> bool:
+    try:
+        url = make_url(database_url)
+    except ArgumentError:  # not a URL SQLAlchemy can read: the connection will say so
+        return False
+    password = url.password
+    if password is None:  # peer, certificate or .pgpass authentication
+        return False
+    password = str(password)
+    return password.lower() in DEFAULT_DATABASE_PASSWORDS or password == url.username
 
 
 def load_settings() -> Settings:

@@ -95,3 +95,9 @@ def test_compose_publishes_unleash_on_loopback_only() -> None:
     for mapping in COMPOSE["services"]["unleash"].get("ports", []):
         host = str(mapping).rsplit(":", 2)[0]
         assert "127.0.0.1" in host, f"Unleash published beyond loopback: {mapping}"
+
+
+def test_production_defaults_to_json_logs(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert start_up(monkeypatch).log_format == "json"
+    assert start_up(monkeypatch, LOG_FORMAT="console").log_format == "console"
+    assert start_up(monkeypatch, APP_ENV="development").log_format == "console"

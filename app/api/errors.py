@@ -6,6 +6,8 @@ from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -47,8 +49,28 @@ def _error(status: int, detail: str, field: str | None = None, **headers: str) -
     )
 
 
+def encodable(value: Any) -> Any:
+    """`value` with every string made encodable as UTF-8: a lone surrogate (valid in a JSON
+    string, `"\\ud800"`) is written as its escape, `\\ud800`, instead of failing the response."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {encodable(k): encodable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [encodable(item) for item in value]
+    return value
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the mapping from domain exceptions to status codes."""
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own 422 (same shape), made encodable: its echo of a lone surrogate was a
+        # 500 (UnicodeEncodeError while rendering the 422). Field and reason are kept.
+        return JSONResponse(
+            status_code=422, content={"detail": encodable(jsonable_encoder(exc.errors()))}
+        )
 
     @app.exception_handler(NotAuthenticated)
     async def _unauthenticated(_: Request, exc: NotAuthenticated) -> JSONResponse:

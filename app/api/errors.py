@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any
 
 import structlog
@@ -50,10 +52,13 @@ def _error(status: int, detail: str, field: str | None = None, **headers: str) -
 
 
 def encodable(value: Any) -> Any:
-    """`value` with every string made encodable as UTF-8: a lone surrogate (valid in a JSON
-    string, `"\\ud800"`) is written as its escape, `\\ud800`, instead of failing the response."""
+    """`value` made encodable as strict JSON in UTF-8: a lone surrogate (valid in a JSON
+    string, `"\\ud800"`) is written as its escape, `\\ud800`, and a non-finite number
+    (`Infinity`, `NaN`, `1e400`) as a string, instead of failing the response."""
     if isinstance(value, str):
         return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, float) and not math.isfinite(value):
+        return json.dumps(value)  # "Infinity", "-Infinity" or "NaN"
     if isinstance(value, dict):
         return {encodable(k): encodable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -66,8 +71,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        # FastAPI's own 422 (same shape), made encodable: its echo of a lone surrogate was a
-        # 500 (UnicodeEncodeError while rendering the 422). Field and reason are kept.
+        # FastAPI's own 422 (same shape), made encodable: its echo of a lone surrogate or of
+        # Infinity was a 500 while rendering the 422. Field and reason are kept.
         return JSONResponse(
             status_code=422, content={"detail": encodable(jsonable_encoder(exc.errors()))}
         )

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Request, status
 from fastapi.concurrency import run_in_threadpool
 from procrastinate import App
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from app.api.deps import AdminPrincipal, EngineDep
 from app.api.errors import ERROR_RESPONSES
@@ -29,15 +29,42 @@ def job_queue(request: Request) -> App:
 
 router = APIRouter(prefix="/api/admin", tags=["admin"], responses=ERROR_RESPONSES)
 
+# Images per second; finite (Infinity and NaN would reach the job's JSON arguments: a 500).
+MaxRate = Annotated[float | None, Field(ge=1, allow_inf_nan=False)]
 
-class BackfillRequest(BaseModel):
-    """Which tenants to backfill (default: all) and how."""
+
+class TenantSelection(BaseModel):
+    """Which tenants: `tenant_ids`, or `all: true` for every tenant. An empty or missing list
+    is refused: it used to mean every tenant, silently."""
 
     model_config = ConfigDict(extra="forbid")
 
-    tenant_ids: Annotated[list[Annotated[int, Field(gt=0)]] | None, Field(max_length=10_000)] = None
+    all: bool = False
+    tenant_ids: Annotated[
+        list[Annotated[int, Field(gt=0)]] | None, Field(max_length=10_000, validate_default=True)
+    ] = None
+
+    @field_validator("tenant_ids")
+    @classmethod
+    def _explicit(cls, value: list[int] | None, info: ValidationInfo) -> list[int] | None:
+        every = info.data.get("all", False)
+        if every and value is not None:
+            raise ValueError("give tenant_ids or all: true, not both")
+        if not every and not value:
+            raise ValueError("give at least one tenant id, or all: true for every tenant")
+        return value
+
+    @property
+    def requested(self) -> list[int] | None:
+        """The tenant ids for `select_tenants` (None: every tenant, asked for explicitly)."""
+        return None if self.all else self.tenant_ids
+
+
+class BackfillRequest(TenantSelection):
+    """Which tenants to backfill and how."""
+
     batch_size: Annotated[int | None, Field(ge=1, le=100_000)] = None
-    max_rate: Annotated[float | None, Field(ge=1)] = None
+    max_rate: MaxRate = None
     dry_run: bool = False
 
 
@@ -74,13 +101,13 @@ class TenantMigration(BaseModel):
     "/backfill",
     response_model=BackfillQueued,
     status_code=status.HTTP_202_ACCEPTED,
-    responses={422: {"description": "Unknown tenant id"}},
+    responses={422: {"description": "Unknown tenant id, no tenant given, or a bad value"}},
 )
 async def queue_backfill(
     body: BackfillRequest, engine: EngineDep, request: Request, _admin: AdminPrincipal
 ) -> BackfillQueued:
     """Queue one backfill job per tenant and return at once; workers do the work."""
-    tenants = await run_in_threadpool(select_tenants, engine, body.tenant_ids)
+    tenants = await run_in_threadpool(select_tenants, engine, body.requested)
     jobs = await run_in_threadpool(
         lambda: enqueue_backfills(
             tenants,
@@ -95,13 +122,10 @@ async def queue_backfill(
     )
 
 
-class EnrichRequest(BaseModel):
-    """Which tenants to enrich (default: all) and how."""
+class EnrichRequest(TenantSelection):
+    """Which tenants to enrich and how."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    tenant_ids: Annotated[list[Annotated[int, Field(gt=0)]] | None, Field(max_length=10_000)] = None
-    max_rate: Annotated[float | None, Field(ge=1)] = None
+    max_rate: MaxRate = None
     retry_failed: bool = False
 
 
@@ -109,13 +133,13 @@ class EnrichRequest(BaseModel):
     "/enrich",
     response_model=BackfillQueued,
     status_code=status.HTTP_202_ACCEPTED,
-    responses={422: {"description": "Unknown tenant id"}},
+    responses={422: {"description": "Unknown tenant id, no tenant given, or a bad value"}},
 )
 async def queue_enrichment(
     body: EnrichRequest, engine: EngineDep, request: Request, _admin: AdminPrincipal
 ) -> BackfillQueued:
     """Queue one metadata-enrichment job per tenant and return at once."""
-    tenants = await run_in_threadpool(select_tenants, engine, body.tenant_ids)
+    tenants = await run_in_threadpool(select_tenants, engine, body.requested)
     jobs = await run_in_threadpool(
         lambda: enqueue_enrichments(
             tenants,

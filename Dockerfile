@@ -10,6 +10,10 @@ COPY flags ./flags
 COPY backfill ./backfill
 COPY migrations ./migrations
 RUN pip install .
+# DATA_DIR: the console's sessions (one file each, shared by the uvicorn workers); the
+# installed package's default (.data next to site-packages) is not writable by `app`.
+ENV DATA_DIR=/srv/data
+RUN mkdir -p /srv/data && chown app /srv/data
 USER app
 EXPOSE 8000
 CMD ["python", "-m", "app", "serve", "--host", "0.0.0.0", "--port", "8000", "--workers", "2"]

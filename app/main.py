@@ -66,6 +66,11 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         summary="Products and their images, mid-migration from JSONB to product_images.",
         version="0.1.0",
         lifespan=lifespan,
+        # SERVE_API_DOCS (default off with APP_ENV=production): the schema maps the attack
+        # surface for anyone.
+        openapi_url="/openapi.json" if settings.serve_api_docs else None,
+        docs_url="/docs" if settings.serve_api_docs else None,
+        redoc_url="/redoc" if settings.serve_api_docs else None,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -85,6 +90,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)
     app.include_router(health.router)
+    if settings.serve_metrics:
+        app.include_router(health.metrics_router)
     app.include_router(products.router)
     app.include_router(product_images.router)
     app.include_router(product_marketplaces.router)

@@ -48,6 +48,17 @@ async def current_principal(
     return principal
 
 
+async def optional_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal | None:
+    """The caller when a valid bearer token is given, else None (never a 401)."""
+    try:
+        return await current_principal(request, credentials)
+    except NotAuthenticated:
+        return None
+
+
 async def current_tenant(
     request: Request, principal: Annotated[Principal, Depends(current_principal)]
 ) -> int:
@@ -95,3 +106,4 @@ TenantId = Annotated[int, Depends(current_tenant)]
 TenantSession = Annotated[Session, Depends(tenant_session, scope="function")]
 AdminSession = Annotated[Session, Depends(admin_session, scope="function")]
 AdminPrincipal = Annotated[Principal, Depends(require_admin)]
+OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]

@@ -7,7 +7,6 @@ the same guards, log who did what, and redirect back with a message."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 import time
 from functools import partial
@@ -29,7 +28,13 @@ from app.console.auth import (
     admin_from_cookie,
     check_csrf,
     csrf_token,
+    message_signature,
+    open_session,
+    session_store,
+    signed_message,
+    token_fingerprint,
 )
+from app.console.sessions import SessionStore
 from app.console.state import (
     STAGES,
     RowCache,
@@ -38,9 +43,10 @@ from app.console.state import (
     recent_runs,
     rejected_elements,
 )
+from app.console.throttle import LoginThrottle
 from app.core.database import quoted_schema, tenant_schema, unit_of_work
 from app.core.metrics import INTERLOCK_REFUSALS
-from app.core.security import InvalidToken, decode_token
+from app.core.security import InvalidToken
 from app.images import operations
 from app.repositories import migration_state
 from app.services.product_service import list_products
@@ -63,6 +69,9 @@ CsrfField = Annotated[str | None, Form(alias="csrf")]
 
 def install(app: FastAPI) -> None:
     """Mount the console, its assets and its error pages on the app."""
+    settings = app.state.settings
+    app.state.console_sessions = SessionStore(settings.data_dir / "console-sessions")
+    app.state.console_login_throttle = LoginThrottle(settings.console_login_failures_per_minute)
     app.mount("/admin/static", StaticFiles(directory=HERE / "static"), name="console-static")
     app.include_router(router)
 
@@ -81,10 +90,22 @@ def install(app: FastAPI) -> None:
         return _refused(request, 403, str(exc))
 
 
-def _refused(request: Request, status: int, reason: str) -> Response:
-    return templates.TemplateResponse(
+def _refused(request: Request, status: int, reason: str, **headers: str) -> Response:
+    response = templates.TemplateResponse(
         request, "refused.html", {"reason": reason, "csrf": ""}, status_code=status
     )
+    response.headers.update(headers)
+    return _secured(response)
+
+
+def _secured(response: HTMLResponse) -> HTMLResponse:
+    """The headers of every console page, refusals included: no framing, same-origin only."""
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' http: https:; "
+        "frame-ancestors 'none'"
+    )
+    response.headers["X-Frame-Options"] = "DENY"
+    return response
 
 
 def _rows(request: Request) -> RowCache:
@@ -103,28 +124,26 @@ def _page(request: Request, name: str, **context: Any) -> HTMLResponse:
     response = templates.TemplateResponse(
         request,
         name,
-        {"csrf": csrf_token(request), "msg": request.query_params.get("msg"), **context},
+        {"csrf": csrf_token(request), "msg": signed_message(request), **context},
     )
-    response.headers["Content-Security-Policy"] = (
-        "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' http: https:; "
-        "frame-ancestors 'none'"
-    )
-    response.headers["X-Frame-Options"] = "DENY"
-    return response
+    return _secured(response)
+
+
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "?"
 
 
 def _who(request: Request) -> str:
-    token = request.cookies.get(COOKIE, "")
-    fingerprint = hashlib.sha256(token.encode()).hexdigest()[:10]
-    host = request.client.host if request.client else "?"
-    return f"admin token {fingerprint} from {host}"
+    session = session_store(request).lookup(request.cookies.get(COOKIE, ""))
+    return f"{session.who if session else 'no session'} from {_address(request)}"
 
 
 def _back(request: Request, message: str, fallback: str = "/admin") -> RedirectResponse:
     referer = request.headers.get("referer", "")
     path = urlsplit(referer).path if referer else ""
     target = path if path.startswith("/admin") else fallback
-    return RedirectResponse(f"{target}?msg={quote(message)}", status_code=303)
+    signature = message_signature(request, message)
+    return RedirectResponse(f"{target}?msg={quote(message)}&sig={signature}", status_code=303)
 
 
 # --- sign in ------------------------------------------------------------------------------
@@ -141,30 +160,43 @@ def login(
     token: Annotated[str, Form(max_length=4096)],
     next: Annotated[str, Form()] = "/admin",
 ) -> Response:
+    throttle: LoginThrottle = request.app.state.console_login_throttle
+    address = _address(request)
+    wait = throttle.retry_after(address)
+    if wait:  # the token is not even looked at
+        log.warning("console.login_throttled", address=address)
+        reason = f"too many failed sign-ins from {address}: try again in {wait} s"
+        return _refused(request, 429, reason, **{"Retry-After": str(wait)})
+    ttl = request.app.state.settings.jwt_ttl_seconds
     try:
-        principal = decode_token(request.app.state.settings.jwt_secret, token.strip())
+        session_id = open_session(request, token.strip(), ttl)
     except InvalidToken as exc:
+        throttle.failed(address)
+        log.warning("console.login_failed", address=address, reason=str(exc))
         return _page(request, "login.html", next=next, error=f"token: {exc}")
-    if not principal.is_admin:
-        return _page(request, "login.html", next=next, error="token: not an admin token")
+    except OSError as exc:  # DATA_DIR not writable: say so rather than a bare 500
+        log.error("console.session_store_failed", error=str(exc))
+        return _refused(request, 503, "cannot open a session: DATA_DIR is not writable")
     target = next if next.startswith("/admin") and not next.startswith("/admin/login") else "/admin"
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         COOKIE,
-        token.strip(),
+        session_id,
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
         path="/admin",
-        max_age=request.app.state.settings.jwt_ttl_seconds,
+        max_age=ttl,
     )
-    log.info("console.login", who=_who(request))
+    log.info("console.login", who=f"admin token {token_fingerprint(token.strip())} from {address}")
     return response
 
 
 @router.post("/logout")
 def logout(request: Request, csrf: CsrfField = None) -> RedirectResponse:
     check_csrf(request, csrf)
+    log.info("console.logout", who=_who(request))
+    session_store(request).close(request.cookies.get(COOKIE, ""))  # the cookie's copies too
     response = RedirectResponse("/admin/login", status_code=303)
     response.delete_cookie(COOKIE, path="/admin")
     return response

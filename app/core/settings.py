@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     # Default: json when APP_ENV=production, console otherwise (see _production_defaults).
     log_format: Literal["json", "console"] = "console"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # /docs, /redoc, /openapi.json and /metrics: default closed when APP_ENV=production.
+    serve_api_docs: bool = True
+    serve_metrics: bool = True
+    # Failed console sign-ins allowed per client address and minute (then 429).
+    console_login_failures_per_minute: int = Field(default=10, ge=1)
 
     # Image URLs the API accepts besides the storage's own base (e.g. a CDN in front of R2).
     extra_image_url_bases: tuple[str, ...] = ()
@@ -94,7 +99,8 @@ class Settings(BaseSettings):
         # Defaults that depend on APP_ENV; a value the environment gives is kept.
         if not isinstance(data, dict) or data.get("app_env") != "production":
             return data
-        return {"log_format": "json", **data}
+        defaults = {"log_format": "json", "serve_api_docs": False, "serve_metrics": False}
+        return {**defaults, **data}
 
     @model_validator(mode="after")
     def _production_guards(self) -> Settings:

@@ -49,8 +49,8 @@ def test_every_event_of_a_request_carries_its_request_id_and_tenant(
 PRODUCTION_SECRET = "kX9#vN2m!pL5@qR7$tW1^yB4&cF6*hJ0-logging"
 
 
-def production_settings(settings: Settings) -> Settings:
-    """The test's settings as APP_ENV=production reads them (no LOG_FORMAT given)."""
+def production_settings(settings: Settings, **overrides: object) -> Settings:
+    """The test's settings as APP_ENV=production reads them (production's own defaults)."""
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         app_env="production",
@@ -60,6 +60,7 @@ def production_settings(settings: Settings) -> Settings:
         media_base_url=settings.media_base_url,
         jwt_secret=PRODUCTION_SECRET,
         log_level="INFO",
+        **overrides,
     )
 
 

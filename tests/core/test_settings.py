@@ -101,3 +101,20 @@ def test_production_defaults_to_json_logs(monkeypatch: pytest.MonkeyPatch) -> No
     assert start_up(monkeypatch).log_format == "json"
     assert start_up(monkeypatch, LOG_FORMAT="console").log_format == "console"
     assert start_up(monkeypatch, APP_ENV="development").log_format == "console"
+
+
+def test_production_closes_the_api_docs_and_metrics_unless_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    closed = start_up(monkeypatch)
+    assert not closed.serve_api_docs and not closed.serve_metrics
+    opened = start_up(monkeypatch, SERVE_API_DOCS="true", SERVE_METRICS="true")
+    assert opened.serve_api_docs and opened.serve_metrics
+    development = start_up(monkeypatch, APP_ENV="development")
+    assert development.serve_api_docs and development.serve_metrics
+
+
+def test_the_image_gives_the_app_a_writable_data_dir() -> None:
+    # The console's sessions live under DATA_DIR; the package's default is not writable there.
+    dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
+    assert "ENV DATA_DIR=/srv/data" in dockerfile and "chown app /srv/data" in dockerfile

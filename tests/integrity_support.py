@@ -55,6 +55,8 @@ class TenantState:
     rejections: dict[int, list[Rejection]] = field(default_factory=dict)
     backed_up: dict[int, list[Any]] = field(default_factory=dict)  # every backup's copy
     backups: int = 0
+    # Products the safety net logged as written outside the dual-write (rows may be stale).
+    logged: frozenset[int] = frozenset()
 
     def comparable(self) -> tuple[object, ...]:
         """What a refused step must leave exactly as it was."""
@@ -108,6 +110,9 @@ def read_tenant(engine: Engine, tenant_id: int) -> TenantState:
         backups = int(
             connection.execute(text(f"SELECT count(*) FROM {schema}.image_backups")).scalar_one()
         )
+        logged = frozenset(
+            connection.execute(text(f"SELECT product_id FROM {schema}.changed_products")).scalars()
+        )
         state = connection.execute(
             text(
                 "SELECT verified_at, drift_found_at, canonical_at, contracted_at "
@@ -130,6 +135,7 @@ def read_tenant(engine: Engine, tenant_id: int) -> TenantState:
         rejections=rejections,
         backed_up=backed_up,
         backups=backups,
+        logged=logged,
     )
 
 

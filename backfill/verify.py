@@ -86,9 +86,11 @@ class VerificationReport:
 
     @property
     def is_verified(self) -> bool:
-        """Every element is a row or a reported rejection, and every product matches."""
+        """Every element is a row or a reported rejection, every product matches, and no
+        drift was recorded while the comparison ran."""
         return (
-            self.mismatched_products == 0
+            not self.raced_by_drift
+            and self.mismatched_products == 0
             and self.rejected_unreported == 0
             and self.jsonb_elements == self.expected_rows + self.rejected
             and (self.since is not None or self.table_rows == self.expected_rows)

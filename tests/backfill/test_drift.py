@@ -22,7 +22,12 @@ from app.repositories import migration_state
 from backfill import contract as steps
 from backfill.repair import UnknownProducts, repair_tenant
 from backfill.runner import RunOptions, run_tenant
-from backfill.verify import FINGERPRINTED_KEYS, verified_at, verify_tenant
+from backfill.verify import (
+    FINGERPRINTED_KEYS,
+    VerificationReport,
+    verified_at,
+    verify_tenant,
+)
 from tests.backfill.test_cli import backfill
 from tests.conftest import bearer
 from tests.images_db import insert_legacy_product, jsonb_elements, table_elements
@@ -103,14 +108,12 @@ def test_verify_does_not_mark_verified_over_a_drift_committed_while_it_runs(
     tenant = make_tenant()
     product = insert_legacy_product(engine, tenant, LEGACY)
     run_tenant(engine, tenant, RunOptions())
-    result: dict[str, bool] = {}
+    reports: list[VerificationReport] = []
     with state_row_held(engine, tenant) as drifting:
         # The verify takes its snapshot and compares (clean), then waits to mark the tenant
         # verified; meanwhile a write outside the dual-write drops the product's rows and
         # changes its JSONB, and commits.
-        verifier = threading.Thread(
-            target=lambda: result.update(verified=verify_tenant(engine, tenant).is_verified)
-        )
+        verifier = threading.Thread(target=lambda: reports.append(verify_tenant(engine, tenant)))
         verifier.start()
         wait_for_blocked_update(engine, "image_migration_state")
         drifting.execute(
@@ -120,8 +123,10 @@ def test_verify_does_not_mark_verified_over_a_drift_committed_while_it_runs(
         bypass_write(drifting, tenant, product)
         drifting.commit()
         verifier.join(timeout=120)
-    assert result == {"verified": True}, "the snapshot itself was clean"
-    assert verified_at(engine, tenant) is None, "but the drift after it must win"
+    (report,) = reports
+    assert report.mismatched_products == 0, "the snapshot itself was clean"
+    assert report.raced_by_drift and not report.is_verified, "but the drift after it wins"
+    assert verified_at(engine, tenant) is None
     assert changed(engine, tenant) == [product]
     report = verify_tenant(engine, tenant)
     assert not report.is_verified

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, text
 
 from app.core.database import quoted_schema, tenant_schema
 from app.core.settings import get_settings
-from app.images import Image, row_to_image
+from app.images import IMAGE_KEYS, Image, row_to_image
 from app.images.differences import Difference, classify
 from app.repositories import migration_state
 from backfill.projection import project_products, record_rejections
@@ -33,28 +33,16 @@ MAX_DETAILED = 1_000
 # key (timestamps in UTC). A record's text quotes a field that could be mistaken for a
 # separator and leaves NULL empty (an empty string is ""), so two different image lists
 # never give the same text (concat_ws skipped NULLs: (NULL, 500) and (500, NULL) collided).
-FINGERPRINTED_KEYS = (
-    "id",
-    "url",
-    "order",
-    "is_label",
-    "alt_text",
-    "tags",
-    "mime_type",
-    "file_size",
-    "width",
-    "height",
-    "created_at",
-    "updated_at",
+# Built from IMAGE_KEYS, so a new key is fingerprinted without anyone remembering to.
+_TIMESTAMPS = {"created_at", "updated_at"}
+_FINGERPRINTED = ", ".join(
+    f"{key} AT TIME ZONE 'UTC'" if key in _TIMESTAMPS else f'"{key}"' for key in IMAGE_KEYS
 )
-_FINGERPRINT = """
+_FINGERPRINT = f"""
 SELECT product_id,
-       md5(array_agg(row(id, url, "order", is_label, alt_text, tags, mime_type, file_size,
-                         width, height, created_at AT TIME ZONE 'UTC',
-                         updated_at AT TIME ZONE 'UTC')
-                     ORDER BY "order")::text) AS fingerprint
-FROM {table}
-{where}
+       md5(array_agg(row({_FINGERPRINTED}) ORDER BY "order")::text) AS fingerprint
+FROM {{table}}
+{{where}}
 GROUP BY product_id
 """
 

@@ -23,7 +23,6 @@ from backfill import contract as steps
 from backfill.repair import UnknownProducts, repair_tenant
 from backfill.runner import RunOptions, run_tenant
 from backfill.verify import (
-    FINGERPRINTED_KEYS,
     VerificationReport,
     verified_at,
     verify_tenant,
@@ -234,10 +233,6 @@ def test_contract_drops_the_safety_net_with_the_column_and_uncontract_restores_i
 
 
 # --- case 7: the fingerprint -------------------------------------------------------------------
-
-
-def test_the_fingerprint_covers_every_image_key() -> None:
-    assert set(FINGERPRINTED_KEYS) == set(IMAGE_KEYS)
 
 
 MUTATIONS = {

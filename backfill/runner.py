@@ -26,6 +26,11 @@ class TenantBusy(RuntimeError):
     """Another worker holds this tenant's backfill lock."""
 
 
+class ProductsRefused(RuntimeError):
+    """The table refused a batch's images (a data or integrity error, e.g. an image id that
+    another product's row already has): the products are tried one by one."""
+
+
 class TenantNotExpanded(RuntimeError):
     """The tenant's schema lacks the product_images/backfill tables: migrate it first."""
 
@@ -186,15 +191,22 @@ def _run(
                 return _finish(connection, schema, result, "interrupted", started, log)
             batch_started = time.monotonic()
             busy_before = _app_busy(connection)
-            outcome = _batch_after(connection, schema, checkpoint, size, options, result)
-            if outcome is None:  # lock timeout
-                result.lock_timeouts += 1
+            refused: str | None = None
+            try:
+                outcome = _batch_after(connection, schema, checkpoint, size, options, result)
+            except ProductsRefused as exc:  # narrowed down to the one product, then deferred
+                outcome, refused = None, str(exc)
+            if outcome is None:  # lock timeout, or the table refused one of the products
+                if refused is None:
+                    result.lock_timeouts += 1
                 if size > options.min_batch_size:
                     size = max(options.min_batch_size, size // 4)
-                    log.warning("backfill.lock_timeout_shrink", batch_size=size)
+                    log.warning("backfill.batch_shrink", batch_size=size, refused=refused)
                     continue
-                checkpoint = _defer_next(connection, schema, run_id, checkpoint, result)
-                log.warning("backfill.product_deferred", after=checkpoint)
+                checkpoint = _defer_next(
+                    connection, schema, run_id, checkpoint, result, refused or "lock timeout"
+                )
+                log.warning("backfill.product_deferred", product=checkpoint, reason=refused)
                 continue
             scanned, inserted, new_checkpoint = outcome
             if scanned == 0:
@@ -280,6 +292,8 @@ def _batch_after(
         transaction.rollback()
         if getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
             return None
+        if _is_refusal(exc):
+            raise ProductsRefused(_first_line(exc)) from exc
         raise
     except BaseException:
         transaction.rollback()
@@ -296,6 +310,17 @@ def _prepare(connection: Connection, schema: str, options: RunOptions) -> None:
     # The projection SQL names tenant tables unqualified; this transaction reads this schema.
     connection.execute(text(f"SET LOCAL search_path TO {schema}, public"))
     connection.execute(text("SET CONSTRAINTS ALL DEFERRED"))
+
+
+def _is_refusal(exc: DBAPIError) -> bool:
+    """A data exception (class 22) or an integrity violation (class 23): what this product's
+    JSONB asks of the table cannot be stored; retrying the same batch cannot help."""
+    sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+    return sqlstate[:2] in ("22", "23")
+
+
+def _first_line(exc: DBAPIError) -> str:
+    return (str(exc.orig) if exc.orig is not None else str(exc)).splitlines()[0]
 
 
 def _migrate(connection: Connection, ids: Sequence[int], options: RunOptions) -> tuple[int, int]:
@@ -340,9 +365,15 @@ def _record_batch(
 
 
 def _defer_next(
-    connection: Connection, schema: str, run_id: int, checkpoint: int, result: TenantResult
+    connection: Connection,
+    schema: str,
+    run_id: int,
+    checkpoint: int,
+    result: TenantResult,
+    reason: str,
 ) -> int:
-    """A single product that stays locked: note it for a later retry and move past it."""
+    """A single product that stays locked (or that the table refuses): note it, with why,
+    for a later retry and move past it."""
     with connection.begin():
         product_id = connection.execute(
             text(f"SELECT min(id) FROM {schema}.products WHERE id > :checkpoint"),
@@ -353,10 +384,11 @@ def _defer_next(
         connection.execute(
             text(
                 f"INSERT INTO {schema}.backfill_deferred (product_id, reason) "
-                "VALUES (:id, 'lock timeout') ON CONFLICT (product_id) "
-                "DO UPDATE SET attempts = backfill_deferred.attempts + 1, deferred_at = now()"
+                "VALUES (:id, :reason) ON CONFLICT (product_id) "
+                "DO UPDATE SET attempts = backfill_deferred.attempts + 1, deferred_at = now(), "
+                "reason = EXCLUDED.reason"
             ),
-            {"id": product_id},
+            {"id": product_id, "reason": reason},
         )
         connection.execute(
             text(
@@ -420,6 +452,16 @@ def _batch_for(
         transaction.rollback()
         if getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
             result.lock_timeouts += 1
+            return
+        if _is_refusal(exc):  # stays deferred, with the table's reason, for the operator
+            with connection.begin():
+                connection.execute(
+                    text(
+                        f"UPDATE {schema}.backfill_deferred SET reason = :reason, "
+                        "attempts = attempts + 1, deferred_at = now() WHERE product_id = :id"
+                    ),
+                    {"reason": _first_line(exc), "id": product_id},
+                )
             return
         raise
     result.images_inserted += inserted

@@ -283,3 +283,45 @@ def test_the_backfill_yields_to_live_traffic_and_not_on_an_idle_database(
 
     with engine.connect() as connection:  # the runner's session name did not leak to the pool
         assert connection.execute(text("SHOW application_name")).scalar_one() == "product-images"
+
+
+def test_a_product_the_table_cannot_take_is_deferred_with_its_reason_and_the_rest_migrate(
+    engine: Engine, make_tenant: Callable[[], int]
+) -> None:
+    """One product whose JSONB carries another product's image ids (an old app's "duplicate
+    listing" copied them) must not stop its tenant's backfill at that batch forever."""
+    tenant = make_tenant()
+    schema = tenant_schema(tenant)
+    first = insert_legacy_product(engine, tenant, [{"url": f"{BASE}/a.jpg"}], source="shopify")
+    run_tenant(engine, tenant, RunOptions())
+    with engine.begin() as connection:  # the dual-write's format, with the rows' ids
+        connection.execute(
+            text(
+                f"UPDATE {schema}.products SET images = (SELECT jsonb_agg(jsonb_build_object("
+                f"'id', id::text, 'url', url, 'order', \"order\")) FROM {schema}.product_images "
+                "WHERE product_id = :id) WHERE id = :id"
+            ),
+            {"id": first},
+        )
+    before = insert_legacy_product(engine, tenant, [{"url": f"{BASE}/b.jpg"}], source="shopify")
+    with engine.begin() as connection:
+        copy = connection.execute(
+            text(
+                f"INSERT INTO {schema}.products (title, price, source, images) "
+                f"SELECT 'copy', 10, 'shopify', images FROM {schema}.products WHERE id = :id "
+                "RETURNING id"
+            ),
+            {"id": first},
+        ).scalar_one()
+    after = insert_legacy_product(engine, tenant, [{"url": f"{BASE}/c.jpg"}], source="shopify")
+
+    result = run_tenant(engine, tenant, RunOptions(deferred_rounds=1))
+
+    assert result.status == "interrupted" and result.deferred == 1
+    assert [len(table_elements(engine, tenant, p)) for p in (before, copy, after)] == [1, 0, 1]
+    with engine.connect() as connection:
+        reason = connection.execute(
+            text(f"SELECT reason FROM {schema}.backfill_deferred WHERE product_id = :id"),
+            {"id": copy},
+        ).scalar_one()
+    assert "duplicate key" in reason

@@ -31,6 +31,7 @@ UUID_TEXT_PATTERN = re.compile(
 MAX_HISTORY_TAG_LENGTH = 200
 """Characters kept of one legacy tag (at most 800 bytes in UTF-8, far under the GIN limit)."""
 MAX_BIGINT = 2**63 - 1
+FLOAT_INTEGRAL = 2**53  # from here on, every double is an integer
 MAX_INT = 2**31 - 1
 
 COLUMN_NULL = "column_null"
@@ -158,8 +159,15 @@ def usable_order(value: object) -> Decimal | None:
     if isinstance(value, int):
         return Decimal(value)
     if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        if abs(value) >= FLOAT_INTEGRAL:
+            # Every double this large is an integer: its exact value. (repr's shortest text
+            # may be the midpoint of two doubles, which PostgreSQL's shortest output, Ryu
+            # without the bounds, never gives: 4.00000000000001e16 against ...096.)
+            return Decimal(int(value))
         # repr() gives the shortest decimal text, i.e. the JSON text PostgreSQL compared.
-        return Decimal(repr(value)) if math.isfinite(value) else None
+        return Decimal(repr(value))
     if isinstance(value, str) and ORDER_TEXT_PATTERN.fullmatch(value):
         return Decimal(value.strip())
     return None

@@ -125,6 +125,12 @@ RETURNS numeric LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     WHEN jsonb_typeof(value) = 'number' THEN CASE
       WHEN abs((value #>> '{}')::numeric) >= 2::numeric ^ 1024 - 2::numeric ^ 970 THEN NULL
       WHEN abs((value #>> '{}')::numeric) * 2::numeric ^ 1075 <= 1 THEN 0
+      -- From 2^53 on every double is an integer: its exact value, from the shortest text
+      -- (within half a unit in the last place of it) rounded to that unit.
+      WHEN abs((value #>> '{}')::float8) >= 2::float8 ^ 53 THEN
+        round((value #>> '{}')::float8::text::numeric
+              / 2::numeric ^ (floor(log(2, abs((value #>> '{}')::float8::text::numeric))) - 52))
+        * 2::numeric ^ (floor(log(2, abs((value #>> '{}')::float8::text::numeric))) - 52)
       ELSE (value #>> '{}')::float8::text::numeric
     END
     WHEN jsonb_typeof(value) = 'string'

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Connection, Engine, text
 
@@ -107,6 +107,10 @@ def test_legacy_timestamp(connection: Connection, value: Any) -> None:
         st.text(alphabet=" \t\n\r\x0b\x0c\x1c\xa00123456789.-+e", max_size=8).map(json.dumps),
     )
 )
+# Shortest texts disagree at a tie: Python's repr gives 4.00000000000001e+16 (the midpoint
+# of two doubles), PostgreSQL 4.0000000000000096e+16; both take the double's exact value.
+@example(json_text="40000000000000096.0")
+@example(json_text="-9007199254740993.0")
 def test_legacy_order(connection: Connection, json_text: str) -> None:
     value = stored(connection, json_text)
     expected = usable_order(value)

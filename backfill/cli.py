@@ -250,7 +250,12 @@ def verify(
 
 
 def _print_verification(report: verification.VerificationReport) -> None:
-    mark = "[green]verified[/green]" if report.is_verified else "[red]NOT verified[/red]"
+    if not report.is_verified:
+        mark = "[red]NOT verified[/red]"
+    elif report.since:
+        mark = f"[green]clean since {report.since}[/green] (only a full verify marks verified)"
+    else:
+        mark = "[green]verified[/green]"
     console.print(
         f"tenant {report.tenant_id}: {mark}  products {report.products}, "
         f"JSONB elements {report.jsonb_elements} = table rows {report.table_rows} "
@@ -677,8 +682,8 @@ def restore(
     finally:
         engine.dispose()
     console.print(
-        f"tenant {tenant}: {restored} product(s) restored from backup {backup_id}; run "
-        "`backfill verify` (the tenant is no longer verified)"
+        f"tenant {tenant}: {restored} product(s) restored from backup {backup_id}; the tenant "
+        "is no longer verified: run `backfill repair`, then `backfill verify`"
     )
 
 

@@ -64,6 +64,9 @@ def declare_writer(bind: Bind, writer: str) -> None:
     )
 
 
+_TRUNCATE_TRIGGER = "product_images_truncated"
+
+
 def install_triggers(bind: Bind, schema: str) -> None:
     """Create the safety net's triggers on a tenant's `products` (quoted schema)."""
     for name, definition in _TRIGGERS:
@@ -73,6 +76,17 @@ def install_triggers(bind: Bind, schema: str) -> None:
                 "EXECUTE FUNCTION public.pim_images_written_outside()"
             )
         )
+
+
+def install_truncate_trigger(bind: Bind, schema: str) -> None:
+    """A TRUNCATE of the tenant's `product_images` records drift (it stays through the
+    contract: the table is kept)."""
+    bind.execute(
+        text(
+            f"CREATE TRIGGER {_TRUNCATE_TRIGGER} AFTER TRUNCATE ON {schema}.product_images "
+            "FOR EACH STATEMENT EXECUTE FUNCTION public.pim_images_table_truncated()"
+        )
+    )
 
 
 def remove_triggers(bind: Bind, schema: str) -> None:

@@ -34,3 +34,19 @@ BEGIN
   RETURN NULL;
 END
 $$;
+
+-- A TRUNCATE of a tenant's `product_images` (the backfill's documented way back) empties
+-- the table under a tenant that may be verified: drift, so that read-table's interlock keeps
+-- its reads on the JSONB until `backfill run` and `verify` again.
+CREATE OR REPLACE FUNCTION public.pim_images_table_truncated() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE format(
+    'UPDATE %I.image_migration_state SET verified_at = NULL, drift_found_at = now(), '
+    'drift_generation = drift_generation + 1, updated_at = now(), '
+    'verification = coalesce(verification, ''{}''::jsonb) '
+    '|| jsonb_build_object(''drift'', ''product_images truncated'') WHERE id = 1',
+    TG_TABLE_SCHEMA);
+  RETURN NULL;
+END
+$$;

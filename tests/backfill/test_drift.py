@@ -401,3 +401,19 @@ def test_a_dual_write_after_a_write_outside_it_builds_on_the_jsonb_not_on_stale_
     assert [e["url"] for e in table_elements(engine, tenant, product)] == urls
     assert changed(engine, tenant) == [], "the write made both representations equal again"
     assert verify_tenant(engine, tenant).is_verified
+
+
+def test_truncating_the_table_the_runbook_way_back_clears_verified(
+    engine: Engine, make_tenant: Callable[[], int]
+) -> None:
+    """RUNBOOK section 3's way back: a verified tenant whose rows are truncated must not
+    read an empty table."""
+    tenant, _ = verified_tenant(engine, make_tenant)
+    schema = tenant_schema(tenant)
+    with engine.begin() as connection:
+        connection.execute(
+            text(f"TRUNCATE {schema}.product_images, {schema}.rejected_image_elements")
+        )
+    assert verified_at(engine, tenant) is None
+    run_tenant(engine, tenant, RunOptions())
+    assert verify_tenant(engine, tenant).is_verified

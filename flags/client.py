@@ -1,6 +1,7 @@
 """One Unleash client per process, evaluating toggles with the tenant as context.
 
 With UNLEASH_URL it polls that server; without, the same official client is bootstrapped
+from flags import toggle_file
 from flags/toggles.json (Unleash's own format) and a watcher re-bootstraps it when the file
 changes, so local runs evaluate exactly as production does. Failing safe: before the first
 fetch, and for a toggle the server does not know, the defaults below answer; when the server
@@ -22,6 +23,7 @@ from UnleashClient.cache import FileCache
 from UnleashClient.events import BaseEvent, UnleashEventType
 
 from app.core.settings import PROJECT_ROOT
+from flags import toggle_file
 from flags.stages import Flags
 
 log = structlog.get_logger("flags")
@@ -84,7 +86,7 @@ class FlagClient:
             self._init.start()
         else:
             self._cache = FileCache(APP_NAME, directory=self._cache_dir.name)
-            self._cache.bootstrap_from_file(self.toggles_file)
+            self._cache.bootstrap_from_file(toggle_file.ensure(self.toggles_file))
             self._client = UnleashClient(
                 url="http://127.0.0.1:9/api",  # never contacted: fetch_toggles=False
                 app_name=APP_NAME,

@@ -18,9 +18,24 @@ class ToggleFileError(ValueError):
     """The file does not hold the toggle in the expected shape."""
 
 
+DEFAULTS = Path(__file__).parent / "toggles.json"
+"""The toggles' tracked definitions (every per-tenant list empty): a local toggle file starts
+as a copy of it, and this one is never written."""
+
+
+def ensure(path: Path) -> Path:
+    """The toggle file, first copied from DEFAULTS when it does not exist yet."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        temporary.write_text(DEFAULTS.read_text())
+        os.replace(temporary, path)  # two processes starting at once both write the same
+    return path
+
+
 def load(path: Path) -> Definitions:
     """The file's definitions."""
-    data: Definitions = json.loads(path.read_text())
+    data: Definitions = json.loads(ensure(path).read_text())
     return data
 
 

@@ -43,7 +43,9 @@ class Settings(BaseSettings):
     unleash_project: str = "default"
     unleash_environment: str = "development"
     # Toggle definitions used when UNLEASH_URL is not set (Unleash's own JSON format).
-    flags_file: Path = PROJECT_ROOT / "flags" / "toggles.json"
+    # Default: DATA_DIR/toggles.json, copied from flags/toggles.json (the tracked defaults,
+    # never written) on first use, so that flipping a flag leaves the checkout clean.
+    flags_file: Path = PROJECT_ROOT / ".data" / "toggles.json"
 
     jwt_secret: str = DEVELOPMENT_JWT_SECRET
     jwt_ttl_seconds: int = Field(default=12 * 3600, gt=0)
@@ -101,6 +103,14 @@ class Settings(BaseSettings):
             return data
         defaults = {"log_format": "json", "serve_api_docs": False, "serve_metrics": False}
         return {**defaults, **data}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flags_file_in_data_dir(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("flags_file"):
+            return data
+        data_dir = data.get("data_dir") or PROJECT_ROOT / ".data"
+        return {**data, "flags_file": Path(data_dir) / "toggles.json"}
 
     @model_validator(mode="after")
     def _production_guards(self) -> Settings:

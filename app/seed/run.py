@@ -11,7 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy import JSON, Engine, func, insert, select
+from sqlalchemy import JSON, Engine, func, insert, select, text
 
 from app.core.database import make_engine, resolve_database_url, unit_of_work
 from app.core.settings import Settings
@@ -64,6 +64,7 @@ def seed_database(
     own_engine = engine is None
     engine = engine or make_engine(resolve_database_url(settings), pool_size=2)
     try:
+        _refuse_if_not_migrated(engine)
         if if_empty:
             existing = _existing(engine)
             if existing is not None:
@@ -109,6 +110,16 @@ def _existing(engine: Engine) -> SeedSummary | None:
         created=False,
         tenants=users,
     )
+
+
+def _refuse_if_not_migrated(engine: Engine) -> None:
+    with engine.connect() as connection:
+        users = connection.execute(text("SELECT to_regclass('public.users')")).scalar()
+    if users is None:
+        raise SeedRefused(
+            "the database is not migrated: run `python -m app migrate` (or "
+            "`alembic upgrade head`) first"
+        )
 
 
 def _refuse_if_applied(engine: Engine, plan: SeedPlan) -> None:

@@ -267,3 +267,36 @@ def test_if_empty_leaves_a_database_with_tenants_alone(
         ).scalar_one()
     assert taken == 0
     assert count_products(engine, summary.tenant_ids) == 240
+
+
+def test_an_unmigrated_database_is_refused_with_the_step_to_take(
+    tmp_path: Path, database_url: str
+) -> None:
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    from app.core.database import make_engine
+
+    server = make_url(database_url)
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    name = f"{server.database}_empty"
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    empty = make_engine(server.set(database=name).render_as_string(hide_password=False))
+    try:
+        with pytest.raises(SeedRefused, match="not migrated: run `python -m app migrate`"):
+            seed_database(
+                Settings(data_dir=tmp_path, database_url=database_url),
+                seed=1,
+                tenants=1,
+                products=1,
+                labels=0,
+                if_empty=False,
+                console=Console(file=io.StringIO()),
+                engine=empty,
+            )
+    finally:
+        empty.dispose()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

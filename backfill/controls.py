@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import structlog
 
@@ -40,13 +41,28 @@ class RunControls:
         if threading.current_thread() is not threading.main_thread():
             yield
             return
+        # A Python signal handler runs in the main thread between any two bytecodes, also
+        # while that thread holds a lock the handler would take: the stop event's own lock
+        # while `sleep` waits on it, or an outer handler's when signals come in a burst.
+        # Setting the event there deadlocked the run after `backfill.stop_requested`, for
+        # good (each later SIGTERM blocks the same way). So the handler takes no lock: it
+        # writes the signal to a pipe, and a thread logs it and sets the event.
+        read_end, write_end = os.pipe()
+        os.set_blocking(write_end, False)
+        stop_signalled = False
 
         def request_stop(signum: int, _frame: object) -> None:
-            if self.stop.is_set() and signum == signal.SIGINT:
+            nonlocal stop_signalled
+            if signum == signal.SIGINT and (stop_signalled or self.stop.is_set()):
                 raise KeyboardInterrupt
-            log.warning("backfill.stop_requested", signal=signal.Signals(signum).name)
-            self.stop.set()
+            stop_signalled = True
+            with suppress(BlockingIOError):  # a full pipe holds stop requests enough
+                os.write(write_end, bytes([signum]))
 
+        relay = threading.Thread(
+            target=self._relay_stop_requests, args=(read_end,), name="stop-signals", daemon=True
+        )
+        relay.start()
         previous = {
             sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)
         }
@@ -55,6 +71,21 @@ class RunControls:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            os.close(write_end)  # the relay reads what is left, then the end of the pipe
+        # Only after a normal exit, where should_stop() must be final. After a second SIGINT
+        # the KeyboardInterrupt may have left the stop event's lock taken (raised between an
+        # acquire and the `with` that releases it): the relay would wait for it forever.
+        relay.join()
+
+    def _relay_stop_requests(self, read_end: int) -> None:
+        """Log each signal the handler wrote and set the stop event, until the pipe closes."""
+        try:
+            while signals := os.read(read_end, 64):
+                for signum in signals:
+                    log.warning("backfill.stop_requested", signal=signal.Signals(signum).name)
+                    self.stop.set()
+        finally:
+            os.close(read_end)
 
 
 class PauseToggle:

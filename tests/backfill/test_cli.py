@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,26 @@ def backfill(database_url: str, *args: str, tmp: Path) -> subprocess.CompletedPr
         text=True,
         timeout=300,
     )
+
+
+def start_backfill(database_url: str, *args: str, tmp: Path, **env: str) -> subprocess.Popen[str]:
+    """`python -m backfill ARGS` started in the background, its stderr kept."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "backfill", *args],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "DATABASE_URL": database_url, "DATA_DIR": str(tmp), **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_until(condition: Callable[[], bool]) -> None:
+    """Poll until true; the deadline only guards against a run that never gets there."""
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert time.monotonic() < deadline, "the run never got there"
+        time.sleep(0.05)
 
 
 def many_products(engine: Engine, tenant: int, count: int, images_each: int = 5) -> None:
@@ -95,24 +116,10 @@ def test_a_killed_run_resumes_with_no_duplicate_and_no_gap(
     database_url: str, engine: Engine, tenant: int, tmp_path: Path, kill_signal: signal.Signals
 ) -> None:
     many_products(engine, tenant, 3000, images_each=4)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "backfill",
-            "run",
-            "--tenant",
-            str(tenant),
-            "--batch-size",
-            "20",
-            "--max-rate",
-            "4000",
-        ],
-        cwd=PROJECT_ROOT,
-        env={**os.environ, "DATABASE_URL": database_url, "DATA_DIR": str(tmp_path)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+    process = start_backfill(
+        database_url,
+        *("run", "--tenant", str(tenant), "--batch-size", "20", "--max-rate", "4000"),
+        tmp=tmp_path,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and image_rows(engine, tenant)[0] < 2000:
@@ -150,18 +157,8 @@ def test_the_pause_toggle_holds_a_run_between_batches_until_it_is_off(
     pause = next(f for f in definitions["features"] if f["name"] == "product-images.backfill-pause")
     pause["enabled"] = True
     toggles.write_text(json.dumps(definitions))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "backfill", "run", "--tenant", str(tenant)],
-        cwd=PROJECT_ROOT,
-        env={
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "DATA_DIR": str(tmp_path),
-            "FLAGS_FILE": str(toggles),
-        },
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+    process = start_backfill(
+        database_url, "run", "--tenant", str(tenant), tmp=tmp_path, FLAGS_FILE=str(toggles)
     )
     try:
         deadline = time.monotonic() + 30
@@ -187,3 +184,59 @@ def test_the_pause_toggle_holds_a_run_between_batches_until_it_is_off(
             process.kill()
     assert process.returncode == 0, stderr
     assert image_rows(engine, tenant) == (250, 250)
+
+
+def run_status(engine: Engine, tenant: int) -> str | None:
+    with engine.connect() as connection:
+        return connection.execute(
+            text(f"SELECT max(status) FROM {tenant_schema(tenant)}.backfill_runs")
+        ).scalar_one()
+
+
+def paused_toggles(tmp_path: Path) -> Path:
+    import json
+
+    from flags.client import TOGGLES_FILE
+
+    definitions = json.loads(TOGGLES_FILE.read_text())
+    for feature in definitions["features"]:
+        if feature["name"] == "product-images.backfill-pause":
+            feature["enabled"] = True
+    toggles = tmp_path / "toggles.json"
+    toggles.write_text(json.dumps(definitions))
+    return toggles
+
+
+@pytest.mark.parametrize("wait", ["paused", "rate limited"])
+def test_sigterm_stops_a_run_in_the_middle_of_a_wait(
+    database_url: str, engine: Engine, tenant: int, tmp_path: Path, wait: str
+) -> None:
+    many_products(engine, tenant, 300, images_each=4)
+    if wait == "paused":  # the pause toggle holds it before its first batch
+        process = start_backfill(
+            database_url,
+            *("run", "--tenant", str(tenant)),
+            tmp=tmp_path,
+            FLAGS_FILE=str(paused_toggles(tmp_path)),
+        )
+        wait_until(lambda: run_status(engine, tenant) == "running")
+        waiting_with = 0
+    else:  # 400 images in the first batch at 1 image/s: a wait of about 400 s after it
+        process = start_backfill(
+            database_url,
+            *("run", "--tenant", str(tenant), "--batch-size", "100", "--max-rate", "1"),
+            tmp=tmp_path,
+        )
+        wait_until(lambda: image_rows(engine, tenant)[0] > 0)
+        waiting_with = 400
+    try:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)  # a failure guard only
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+    assert process.returncode == 130, stderr
+    assert "backfill.stop_requested" in stderr
+    assert image_rows(engine, tenant) == (waiting_with, waiting_with), "nothing after the stop"
+    assert run_status(engine, tenant) == "interrupted"

@@ -221,5 +221,17 @@ def drift(bind: Bind, schema: str, *, sample: int = 20) -> Drift:
             f"FROM {schema}.image_migration_state WHERE id = 1"
         )
     ).one()
-    logged = changed_products(bind, schema)
-    return Drift(found_at, reason, len(logged), tuple(logged[:sample]))
+    if not has_safety_net(bind, schema):
+        return Drift(found_at, reason, 0, ())
+    pending = int(
+        bind.execute(text(f"SELECT count(*) FROM {schema}.changed_products")).scalar_one()
+    )
+    rows = bind.execute(
+        text(
+            f"SELECT product_id, generation, writer, changed_at FROM {schema}.changed_products "
+            "ORDER BY changed_at DESC, product_id LIMIT :n"
+        ),
+        {"n": sample},
+    ).all()
+    logged = tuple(ChangedProduct(int(r[0]), int(r[1]), str(r[2]), r[3]) for r in rows)
+    return Drift(found_at, reason, pending, logged)

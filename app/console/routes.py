@@ -380,6 +380,15 @@ def pause_action(
     return _back(request, message)
 
 
+async def _one_tenant(request: Request, tenant: str | None, action: str) -> int:
+    """The form's one tenant, known to exist (ValueError, UnknownTenants otherwise)."""
+    target = _tenant_or_none(tenant)
+    if target is None:
+        raise ValueError(f"tenant: {action} one tenant at a time from the console")
+    await run_in_threadpool(select_tenants, request.app.state.engine, [target])
+    return target
+
+
 @router.post("/actions/verify")
 async def verify_action(
     request: Request, csrf: CsrfField = None, tenant: Annotated[str | None, Form()] = None
@@ -387,10 +396,7 @@ async def verify_action(
     admin_from_cookie(request)
     check_csrf(request, csrf)
     try:
-        target = _tenant_or_none(tenant)
-        if target is None:
-            raise ValueError("tenant: verify one tenant at a time from the console")
-        await run_in_threadpool(select_tenants, request.app.state.engine, [target])
+        target = await _one_tenant(request, tenant, "verify")
         report = await run_in_threadpool(verify_tenant, request.app.state.engine, target)
     except (ValueError, UnknownTenants, TenantContracted) as exc:
         return _back(request, f"refused: {exc}")
@@ -417,10 +423,7 @@ async def repair_action(
     admin_from_cookie(request)
     check_csrf(request, csrf)
     try:
-        target = _tenant_or_none(tenant)
-        if target is None:
-            raise ValueError("tenant: repair one tenant at a time from the console")
-        await run_in_threadpool(select_tenants, request.app.state.engine, [target])
+        target = await _one_tenant(request, tenant, "repair")
         result = await run_in_threadpool(
             partial(
                 repair_tenant,

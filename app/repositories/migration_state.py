@@ -177,18 +177,24 @@ def record_failed_verification(bind: Bind, schema: str, summary: str) -> None:
 
 
 def changed_products(
-    bind: Bind, schema: str, *, product_ids: Sequence[int] | None = None
+    bind: Bind,
+    schema: str,
+    *,
+    product_ids: Sequence[int] | None = None,
+    latest: int | None = None,
 ) -> list[ChangedProduct]:
-    """The log of products written outside the dual-write (or those of `product_ids`)."""
+    """The log of products written outside the dual-write, by product (or those of
+    `product_ids`); with `latest`, only that many, newest first."""
     if not has_safety_net(bind, schema):
         return []
     where = "WHERE product_id = ANY(:ids)" if product_ids is not None else ""
+    order = "changed_at DESC, product_id LIMIT :latest" if latest is not None else "product_id"
     rows = bind.execute(
         text(
             f"SELECT product_id, generation, writer, changed_at FROM {schema}.changed_products "
-            f"{where} ORDER BY product_id"
+            f"{where} ORDER BY {order}"
         ),
-        {"ids": list(product_ids or [])},
+        {"ids": list(product_ids or []), "latest": latest},
     ).all()
     return [ChangedProduct(int(r[0]), int(r[1]), str(r[2]), r[3]) for r in rows]
 
@@ -214,7 +220,7 @@ class Drift:
 
 
 def drift(bind: Bind, schema: str, *, sample: int = 20) -> Drift:
-    """The tenant's last drift and its pending changed products (the first `sample`)."""
+    """The tenant's last drift and its pending changed products (the latest `sample`)."""
     found_at, reason = bind.execute(
         text(
             f"SELECT drift_found_at, verification ->> 'drift' "
@@ -226,12 +232,5 @@ def drift(bind: Bind, schema: str, *, sample: int = 20) -> Drift:
     pending = int(
         bind.execute(text(f"SELECT count(*) FROM {schema}.changed_products")).scalar_one()
     )
-    rows = bind.execute(
-        text(
-            f"SELECT product_id, generation, writer, changed_at FROM {schema}.changed_products "
-            "ORDER BY changed_at DESC, product_id LIMIT :n"
-        ),
-        {"n": sample},
-    ).all()
-    logged = tuple(ChangedProduct(int(r[0]), int(r[1]), str(r[2]), r[3]) for r in rows)
+    logged = tuple(changed_products(bind, schema, latest=sample))
     return Drift(found_at, reason, pending, logged)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import structlog
 from fastapi import FastAPI
@@ -13,6 +14,7 @@ from sqlalchemy import Engine
 from app.api import health
 from app.api.admin import migration as admin_migration
 from app.api.admin import tenants as admin_tenants
+from app.api.body_limits import BodyLimitMiddleware, BodyLimits, bearer_problem
 from app.api.errors import install_error_handlers
 from app.api.media import MediaFiles
 from app.api.middleware import RequestContextMiddleware
@@ -85,7 +87,20 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     )
     app.state.converters = converters(app.state.images, settings)
     app.state.files = FileService(
-        storage, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_upload_pixels
+        storage,
+        max_bytes=settings.max_upload_bytes,
+        max_pixels=settings.max_upload_pixels,
+        decode_budget_bytes=settings.decode_budget_bytes,
+    )
+    # Added first, so inside RequestContextMiddleware: a refused body is logged with its id.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limits=BodyLimits.of(
+            max_upload_bytes=settings.max_upload_bytes,
+            max_json_bytes=settings.max_json_body_bytes,
+            max_form_bytes=settings.max_form_body_bytes,
+        ),
+        check_token=partial(bearer_problem, settings.jwt_secret),
     )
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)

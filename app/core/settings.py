@@ -72,7 +72,17 @@ class Settings(BaseSettings):
     extra_image_url_bases: tuple[str, ...] = ()
     max_images_per_product: int = Field(default=30, ge=1, le=1000)
     max_upload_bytes: int = Field(default=15 * 1024 * 1024, gt=0)
-    max_upload_pixels: int = Field(default=40_000_000, gt=0)
+    # 25 Mpx: a 24 Mpx camera (6000x4000) passes. Checking a picture decodes it once.
+    max_upload_pixels: int = Field(default=25_000_000, gt=0)
+    # Bytes of decoded pixels the checks in flight may hold per process (a 25 Mpx PNG costs
+    # ~100 MB, a 14 Mpx WebP ~256 MB: app/services/decode_budget.py); more uploads wait for
+    # their share, and a picture costing more than all of it is refused.
+    decode_budget_bytes: int = Field(default=256 * 1024 * 1024, ge=16 * 1024 * 1024)
+    # Request bodies, counted as they arrive (413 before the rest is read): JSON API routes,
+    # and the console's forms. The upload route takes max_upload_bytes plus the multipart
+    # envelope (UPLOAD_ENVELOPE_BYTES). deploy/nginx.conf repeats these numbers.
+    max_json_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_form_body_bytes: int = Field(default=64 * 1024, ge=1024)
     legacy_sources: tuple[str, ...] = ("pythonApiWOO",)
     migration_lock_timeout_ms: int = Field(default=500, gt=0)
     # Marketplaces fetch photos over https only. A local demo serves its media over http on

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from io import BytesIO
 from pathlib import PurePosixPath
 from typing import Literal
 from uuid import uuid4
 
+import anyio.to_thread
 from PIL import Image, UnidentifiedImageError
 
+from app.services.decode_budget import DecodeBudget, decode_cost
 from app.storage.base import Storage
 
 RejectionReason = Literal[
@@ -78,15 +81,28 @@ class SniffedImage:
     pillow_format: str
     width: int
     height: int
+    progressive: bool = False
+
+    @property
+    def decode_cost(self) -> int:
+        """Bytes the decode that checks it may hold (app/services/decode_budget.py)."""
+        return decode_cost(
+            self.pillow_format, self.width, self.height, progressive=self.progressive
+        )
 
 
 class FileService:
     """Uploads of JPEG, PNG and WebP pictures, checked from their bytes before being stored."""
 
-    def __init__(self, storage: Storage, *, max_bytes: int, max_pixels: int) -> None:
+    def __init__(
+        self, storage: Storage, *, max_bytes: int, max_pixels: int, decode_budget_bytes: int
+    ) -> None:
         self.storage = storage
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
+        # Checks in flight hold at most this many bytes of decoded pixels in this process;
+        # further uploads wait for their share without holding a thread.
+        self.decode_budget = DecodeBudget(decode_budget_bytes)
 
     def upload(
         self,
@@ -98,6 +114,27 @@ class FileService:
     ) -> UploadedFile:
         """Check the bytes, then store them under `key_prefix/<random>.<ext>`."""
         header = self.check(data, declared_content_type=declared_content_type, filename=filename)
+        return self._store(data, header, key_prefix)
+
+    async def upload_bounded(
+        self,
+        data: bytes,
+        *,
+        key_prefix: str,
+        declared_content_type: str | None = None,
+        filename: str | None = None,
+    ) -> UploadedFile:
+        """`upload` from async code: the cheap checks first, then the decode once its
+        estimated memory fits the process's budget, then the store; each in a worker thread."""
+        sniff = partial(
+            self.sniff, data, declared_content_type=declared_content_type, filename=filename
+        )
+        header = await anyio.to_thread.run_sync(sniff)
+        async with self.decode_budget.borrow(header.decode_cost):
+            await anyio.to_thread.run_sync(_check_intact, data)
+        return await anyio.to_thread.run_sync(self._store, data, header, key_prefix)
+
+    def _store(self, data: bytes, header: SniffedImage, key_prefix: str) -> UploadedFile:
         mime_type, extension = _FORMATS[header.pillow_format]
         stored = self.storage.put(
             f"{key_prefix}/{uuid4().hex}{extension}", data, content_type=mime_type
@@ -119,6 +156,15 @@ class FileService:
         self, data: bytes, *, declared_content_type: str | None = None, filename: str | None = None
     ) -> SniffedImage:
         """Raise UploadRejected unless the bytes are an acceptable, intact, honest picture."""
+        header = self.sniff(data, declared_content_type=declared_content_type, filename=filename)
+        _check_intact(data)
+        return header
+
+    def sniff(
+        self, data: bytes, *, declared_content_type: str | None = None, filename: str | None = None
+    ) -> SniffedImage:
+        """Every check but the decode: size, header, pixels, type, and what the decode would
+        cost; raise UploadRejected on the first that fails."""
         if not data:
             raise UploadRejected("empty", f"the file is empty: upload {ALLOWED}")
         if len(data) > self.max_bytes:
@@ -148,7 +194,14 @@ class FileService:
                     f"{claim.source} says {claim.mime_type}; upload {ALLOWED} whose name "
                     "and content type match its contents",
                 )
-        _check_intact(data)
+        if header.decode_cost > self.decode_budget.total_bytes:
+            raise UploadRejected(
+                "decompression_bomb",
+                f"checking this {header.width}x{header.height} {header.pillow_format} image "
+                f"would hold {header.decode_cost // 2**20} MB in memory, more than the "
+                f"{self.decode_budget.total_bytes // 2**20} MB allowed: upload a smaller "
+                f"picture (or a JPEG, {ALLOWED})",
+            )
         return header
 
 
@@ -176,7 +229,8 @@ def _read_header(data: bytes) -> SniffedImage:
     """Identify the format and size; Pillow's open is lazy, so no pixel is decoded here."""
     try:
         with Image.open(BytesIO(data)) as image:
-            return SniffedImage(str(image.format), image.width, image.height)
+            progressive = bool(image.info.get("progressive") or image.info.get("progression"))
+            return SniffedImage(str(image.format), image.width, image.height, progressive)
     except UnidentifiedImageError:
         raise UploadRejected(
             "not_an_image", f"the file is not an image: upload {ALLOWED}"

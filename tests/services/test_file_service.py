@@ -22,6 +22,7 @@ from app.storage.local import LocalStorage
 BASE = "http://testserver/media"
 MAX_BYTES = 1_000_000
 MAX_PIXELS = 4_000_000
+BUDGET = 256 * 1024 * 1024
 
 
 def picture(pillow_format: str, size: tuple[int, int] = (64, 48), mode: str = "RGB") -> bytes:
@@ -65,7 +66,12 @@ def root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def service(root: Path) -> FileService:
-    return FileService(LocalStorage(root, BASE), max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS)
+    return FileService(
+        LocalStorage(root, BASE),
+        max_bytes=MAX_BYTES,
+        max_pixels=MAX_PIXELS,
+        decode_budget_bytes=BUDGET,
+    )
 
 
 def stored_files(root: Path) -> list[Path]:
@@ -160,7 +166,12 @@ def test_an_empty_file_is_refused(service: FileService, root: Path) -> None:
 
 def test_a_file_over_the_byte_limit_is_refused(root: Path) -> None:
     data = picture("PNG")
-    service = FileService(LocalStorage(root, BASE), max_bytes=len(data) - 1, max_pixels=MAX_PIXELS)
+    service = FileService(
+        LocalStorage(root, BASE),
+        max_bytes=len(data) - 1,
+        max_pixels=MAX_PIXELS,
+        decode_budget_bytes=BUDGET,
+    )
     refusal = rejected(service, root, data)
     assert refusal.reason == "too_large"
     assert str(len(data) - 1) in refusal.message
@@ -216,7 +227,12 @@ def test_more_pixels_than_allowed_is_a_decompression_bomb(root: Path) -> None:
     bomb = io.BytesIO()
     Image.new("1", (4000, 4000)).save(bomb, format="PNG")
     assert len(bomb.getvalue()) < 10_000
-    service = FileService(LocalStorage(root, BASE), max_bytes=MAX_BYTES, max_pixels=1_000_000)
+    service = FileService(
+        LocalStorage(root, BASE),
+        max_bytes=MAX_BYTES,
+        max_pixels=1_000_000,
+        decode_budget_bytes=BUDGET,
+    )
 
     refusal = rejected(service, root, bomb.getvalue(), filename="bomb.png")
     assert refusal.reason == "decompression_bomb"
@@ -228,7 +244,9 @@ def test_a_header_past_pillows_own_limit_is_a_decompression_bomb(root: Path) -> 
     bomb = png_declaring(20_000, 20_000)
     assert len(bomb) < 200_000
     # Even a service configured far above Pillow's guard never decodes 400 million pixels.
-    service = FileService(LocalStorage(root, BASE), max_bytes=MAX_BYTES, max_pixels=10**9)
+    service = FileService(
+        LocalStorage(root, BASE), max_bytes=MAX_BYTES, max_pixels=10**9, decode_budget_bytes=BUDGET
+    )
 
     assert rejected(service, root, bomb, filename="bomb.png").reason == "decompression_bomb"
     assert limit == Image.MAX_IMAGE_PIXELS, "Pillow's process-wide limit is left alone"
@@ -236,8 +254,12 @@ def test_a_header_past_pillows_own_limit_is_a_decompression_bomb(root: Path) -> 
 
 def test_the_pixel_limit_is_per_service(root: Path) -> None:
     data = picture("PNG", (100, 100))
-    strict = FileService(LocalStorage(root, BASE), max_bytes=MAX_BYTES, max_pixels=9_999)
-    lenient = FileService(LocalStorage(root, BASE), max_bytes=MAX_BYTES, max_pixels=10_000)
+    strict = FileService(
+        LocalStorage(root, BASE), max_bytes=MAX_BYTES, max_pixels=9_999, decode_budget_bytes=BUDGET
+    )
+    lenient = FileService(
+        LocalStorage(root, BASE), max_bytes=MAX_BYTES, max_pixels=10_000, decode_budget_bytes=BUDGET
+    )
 
     assert rejected(strict, root, data).reason == "decompression_bomb"
     assert lenient.upload(data, key_prefix="p").width == 100
@@ -325,7 +347,9 @@ SAMPLE_PNG = picture("PNG", (16, 16))
 )
 def test_any_bytes_are_either_accepted_intact_or_refused_with_nothing_stored(data: bytes) -> None:
     storage = MemoryStorage()
-    service = FileService(storage, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS)
+    service = FileService(
+        storage, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS, decode_budget_bytes=BUDGET
+    )
     try:
         uploaded = service.upload(data, key_prefix="fuzz")
     except UploadRejected as refusal:

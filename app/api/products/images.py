@@ -206,8 +206,7 @@ async def upload_image(
     """Upload a file (type sniffed from its bytes), store it, then add it as an image."""
     await run_in_threadpool(get_product, session, product_id)  # 404 before storing anything
     data = await file.read(files.max_bytes + 1)
-    uploaded = await run_in_threadpool(
-        files.upload,
+    uploaded = await files.upload_bounded(
         data,
         key_prefix=f"t{tenant_id}/p{product_id}",
         declared_content_type=file.content_type,

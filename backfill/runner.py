@@ -18,6 +18,8 @@ from backfill.projection import project_products, record_rejections
 from backfill.tenants import is_contracted
 
 log = structlog.get_logger("backfill")
+# The run's clock (batch timing, the rate); tests replace it to drive time by hand.
+monotonic = time.monotonic
 
 LOCK_NOT_AVAILABLE = "55P03"
 
@@ -179,7 +181,7 @@ def _run(
     progress: Progress,
     log: structlog.stdlib.BoundLogger,
 ) -> TenantResult:
-    started = time.monotonic()
+    started = monotonic()
     run_id, checkpoint = _start_or_resume(connection, schema, options)
     result = TenantResult(tenant_id=tenant_id, run_id=run_id, status="running")
     log = log.bind(run=run_id)
@@ -189,7 +191,7 @@ def _run(
         while True:
             if _wait_while_paused(controls, log):
                 return _finish(connection, schema, result, "interrupted", started, log)
-            batch_started = time.monotonic()
+            batch_started = monotonic()
             busy_before = _app_busy(connection)
             refused: str | None = None
             try:
@@ -213,7 +215,7 @@ def _run(
                 break
             checkpoint = new_checkpoint
             progress(tenant_id, scanned, inserted)
-            elapsed = time.monotonic() - batch_started
+            elapsed = monotonic() - batch_started
             size = next_batch_size(size, elapsed, options)
             if options.yield_ratio > 0 and (busy_before or _app_busy(connection)):
                 result.yields += 1
@@ -508,7 +510,7 @@ def _respect_rate(
 ) -> None:
     if not options.max_rate:
         return
-    ahead = result.images_inserted / options.max_rate - (time.monotonic() - started)
+    ahead = result.images_inserted / options.max_rate - (monotonic() - started)
     if ahead > 0:
         controls.sleep(ahead)
 
@@ -524,7 +526,7 @@ def _finish(
     error: str | None = None,
 ) -> TenantResult:
     result.status = status
-    result.seconds = time.monotonic() - started
+    result.seconds = monotonic() - started
     if result.run_id:
         with connection.begin():
             connection.execute(

@@ -31,6 +31,7 @@ from backfill import status as status_queries
 from backfill import verify as verification
 from backfill.controls import RunControls, pause_toggle
 from backfill.enrich_cli import enrich
+from backfill.health import HealthLimits
 from backfill.repair import UnknownProducts, repair_tenant
 from backfill.runner import RunOptions, TenantBusy, run_tenant
 from backfill.tenants import (
@@ -82,6 +83,15 @@ def run(
             "batch's duration after it (0: never yield)",
         ),
     ] = 1.0,
+    max_lag: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Wait while a standby replays more than this many seconds behind (0: never); "
+            "the run also waits out a long autovacuum on the tenant's tables and a forced "
+            "checkpoint",
+        ),
+    ] = 10.0,
 ) -> None:
     """Migrate every product that has no table rows yet, tenant by tenant, resumably. A
     contracted tenant is skipped; a tenant that fails is reported and the others go on (exit
@@ -95,6 +105,7 @@ def run(
         max_rate=max_rate,
         dry_run=dry_run,
         yield_ratio=yield_ratio,
+        health=HealthLimits(max_replication_lag_seconds=max_lag or None),
     )
     pause = pause_toggle(settings)
     controls = RunControls(is_paused=pause.is_paused)

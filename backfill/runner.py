@@ -14,6 +14,8 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from app.core.database import quoted_schema, tenant_schema
+from backfill import health
+from backfill.health import HealthLimits
 from backfill.projection import project_products, record_rejections
 from backfill.tenants import is_contracted
 
@@ -52,6 +54,9 @@ class RunOptions:
     # database (sampled before and after each batch), sleep `yield_ratio` x the batch's time
     # after it. An idle database never waits; other backfills do not count as traffic.
     yield_ratio: float = 1.0
+    # And to the database's own health (backfill/health.py): standby lag, a long autovacuum
+    # on the tenant's tables, a forced checkpoint.
+    health: HealthLimits = field(default_factory=HealthLimits)
     lock_timeout_ms: int = 200
     deferred_rounds: int = 5
     dry_run: bool = False
@@ -101,6 +106,7 @@ class TenantResult:
     batches: int = 0
     lock_timeouts: int = 0
     yields: int = 0  # batches followed by a pause for live traffic
+    throttles: int = 0  # waits for the database's health (backfill/health.py)
     seconds: float = 0.0
 
     @property
@@ -187,6 +193,7 @@ def _run(
     log = log.bind(run=run_id)
     log.info("backfill.run_started", checkpoint=checkpoint, dry_run=options.dry_run)
     size = options.batch_size or options.initial_batch_size
+    server = health.sample(connection, schema, options.health)
     try:
         while True:
             if _wait_while_paused(controls, log):
@@ -220,6 +227,7 @@ def _run(
             if options.yield_ratio > 0 and (busy_before or _app_busy(connection)):
                 result.yields += 1
                 controls.sleep(elapsed * options.yield_ratio)
+            server = _wait_for_health(connection, schema, options, controls, result, server, log)
             _respect_rate(controls, options, result, started)
         _retry_deferred(connection, schema, options, controls, result, log)
         status = "done" if result.deferred == 0 else "interrupted"
@@ -486,6 +494,27 @@ def _wait_while_paused(controls: Controls, log: structlog.stdlib.BoundLogger) ->
         controls.sleep(1.0)
 
 
+def _wait_for_health(
+    connection: Connection,
+    schema: str,
+    options: RunOptions,
+    controls: Controls,
+    result: TenantResult,
+    previous: health.HealthSample,
+    log: structlog.stdlib.BoundLogger,
+) -> health.HealthSample:
+    """Wait, a second at a time, while the database is under pressure; the last sample."""
+    current = health.sample(connection, schema, options.health)
+    reason = health.pressure(previous, current, options.health)
+    while reason is not None and not controls.should_stop():
+        result.throttles += 1
+        log.info("backfill.throttled", reason=reason)
+        controls.sleep(1.0)
+        previous, current = current, health.sample(connection, schema, options.health)
+        reason = health.pressure(previous, current, options.health)
+    return current
+
+
 APP_NAME = "product-images"  # app.core.database.make_engine's application_name
 BACKFILL_APP_NAME = "product-images-backfill"
 
@@ -551,6 +580,7 @@ def _finish(
         rejected=result.rejected,
         deferred=result.deferred,
         yields=result.yields,
+        throttles=result.throttles,
         seconds=round(result.seconds, 3),
         rate=round(result.rate, 1),
     )

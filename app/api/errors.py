@@ -37,17 +37,21 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+# Every error body goes through `encodable`: a message may quote what the client sent (an
+# upload's file name, decoded with the charset the client named, may hold a lone surrogate).
 def _validation_error(status: int, field: str, message: str, kind: str) -> JSONResponse:
     # Same shape as FastAPI's own 422 (HTTPValidationError), so clients parse one format.
     return JSONResponse(
         status_code=status,
-        content={"detail": [{"loc": ["body", field], "msg": message, "type": kind}]},
+        content=encodable({"detail": [{"loc": ["body", field], "msg": message, "type": kind}]}),
     )
 
 
 def _error(status: int, detail: str, field: str | None = None, **headers: str) -> JSONResponse:
     return JSONResponse(
-        status_code=status, content={"detail": detail, "field": field}, headers=headers or None
+        status_code=status,
+        content=encodable({"detail": detail, "field": field}),
+        headers=headers or None,
     )
 
 
@@ -107,11 +111,13 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _nothing_to_publish(_: Request, exc: NoPublishablePhoto) -> JSONResponse:
         return JSONResponse(
             status_code=409,
-            content={
-                "detail": str(exc),
-                "field": exc.field,
-                "excluded": [vars(e) for e in exc.excluded],
-            },
+            content=encodable(
+                {
+                    "detail": str(exc),
+                    "field": exc.field,
+                    "excluded": [vars(e) for e in exc.excluded],
+                }
+            ),
         )
 
     @app.exception_handler(UploadRejected)

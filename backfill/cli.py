@@ -27,6 +27,7 @@ from sqlalchemy import Engine
 from app.core.cli_support import settings_or_exit
 from app.core.database import make_engine, resolve_database_url
 from app.core.settings import get_settings
+from backfill import knobs
 from backfill import status as status_queries
 from backfill import verify as verification
 from backfill.controls import RunControls, pause_toggle
@@ -444,6 +445,52 @@ def report_labels(tenant: TenantOption = None) -> None:
             *(str(getattr(row, name)) for name in COUNTS),
         )
     Console(width=None if sys.stdout.isatty() else 200).print(table)
+
+
+@cli.command()
+def tune(
+    tenant: Annotated[
+        int | None, typer.Option("--tenant", min=1, help="One tenant; default: every tenant")
+    ] = None,
+    max_rate: Annotated[
+        float | None, typer.Option(help="Images per second, at most, from the next batch")
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(min=1, max=knobs.MAX_BATCH_SIZE, help="Fixed batch size, from the next"),
+    ] = None,
+    clear: Annotated[
+        bool, typer.Option("--clear", help="Remove the knobs (runs go back to their options)")
+    ] = False,
+) -> None:
+    """Change the rate or batch size of running backfills (CLI runs and workers' jobs take
+    it at their next batch; a tenant's own knob wins over the every-tenant one). With no
+    value: list the knobs in force."""
+    engine = _engine()
+    if tenant is not None:
+        _tenants(engine, [tenant])
+    if clear and (max_rate is not None or batch_size is not None):
+        console.print("[red]--clear: give it alone, without --max-rate or --batch-size[/red]")
+        raise typer.Exit(2)
+    scope = knobs.scope_of(tenant)
+    if clear:
+        removed = knobs.clear(engine, tenant)
+        console.print(f"knobs of {scope}: {'removed' if removed else 'none were set'}")
+    elif max_rate is not None or batch_size is not None:
+        try:
+            knobs.turn(engine, tenant, max_rate=max_rate, batch_size=batch_size)
+        except knobs.InvalidKnob as exc:
+            console.print(f"[red]--{exc.field.replace('_', '-')}: {exc}[/red]")
+            raise typer.Exit(2) from None
+        log.info("backfill.knobs_turned", scope=scope, max_rate=max_rate, batch_size=batch_size)
+    table = Table(title="backfill knobs (taken between batches)")
+    for column in ("scope", "max rate (images/s)", "batch size"):
+        table.add_column(column)
+    for row in knobs.listed(engine):
+        rate = f"{row.max_rate:g}" if row.max_rate is not None else "-"
+        size = str(row.batch_size) if row.batch_size is not None else "-"
+        table.add_row(row.scope, rate, size)
+    Console().print(table)
 
 
 @cli.command("apply-overrides")

@@ -14,8 +14,9 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from app.core.database import quoted_schema, tenant_schema
-from backfill import health
+from backfill import health, knobs
 from backfill.health import HealthLimits
+from backfill.knobs import Knobs
 from backfill.projection import project_products, record_rejections
 from backfill.tenants import is_contracted
 
@@ -194,10 +195,15 @@ def _run(
     log.info("backfill.run_started", checkpoint=checkpoint, dry_run=options.dry_run)
     size = options.batch_size or options.initial_batch_size
     server = health.sample(connection, schema, options.health)
+    turned = Knobs()
+    pace = _Pace(options.max_rate, started)
     try:
         while True:
             if _wait_while_paused(controls, log):
                 return _finish(connection, schema, result, "interrupted", started, log)
+            turned = _read_knobs(connection, tenant_id, turned, log)
+            size = turned.batch_size or size
+            pace.aim(turned.max_rate or options.max_rate, monotonic(), result.images_inserted)
             batch_started = monotonic()
             busy_before = _app_busy(connection)
             refused: str | None = None
@@ -228,7 +234,9 @@ def _run(
                 result.yields += 1
                 controls.sleep(elapsed * options.yield_ratio)
             server = _wait_for_health(connection, schema, options, controls, result, server, log)
-            _respect_rate(controls, options, result, started)
+            ahead = pace.ahead(monotonic(), result.images_inserted)
+            if ahead > 0:
+                controls.sleep(ahead)
         _retry_deferred(connection, schema, options, controls, result, log)
         status = "done" if result.deferred == 0 else "interrupted"
         return _finish(connection, schema, result, status, started, log)
@@ -534,14 +542,35 @@ def _app_busy(connection: Connection) -> bool:
     return bool(busy)
 
 
-def _respect_rate(
-    controls: Controls, options: RunOptions, result: TenantResult, started: float
-) -> None:
-    if not options.max_rate:
-        return
-    ahead = result.images_inserted / options.max_rate - (monotonic() - started)
-    if ahead > 0:
-        controls.sleep(ahead)
+@dataclass
+class _Pace:
+    """The rate a run keeps (`--max-rate`, or its knob), counted from when it was set."""
+
+    rate: float | None
+    since: float
+    inserted_then: int = 0
+
+    def aim(self, rate: float | None, now: float, inserted: int) -> None:
+        """Keep `rate` from now on (a change restarts the count: no burst, no long sleep)."""
+        if rate != self.rate:
+            self.rate, self.since, self.inserted_then = rate, now, inserted
+
+    def ahead(self, now: float, inserted: int) -> float:
+        """Seconds the run is ahead of its rate (to sleep), 0 or less when not."""
+        if not self.rate:
+            return 0.0
+        return (inserted - self.inserted_then) / self.rate - (now - self.since)
+
+
+def _read_knobs(
+    connection: Connection, tenant_id: int, before: Knobs, log: structlog.stdlib.BoundLogger
+) -> Knobs:
+    """The knobs in force now (`backfill tune`), logged when they changed."""
+    now = knobs.in_force(connection, tenant_id)
+    connection.commit()
+    if now != before:
+        log.info("backfill.knobs_changed", max_rate=now.max_rate, batch_size=now.batch_size)
+    return now
 
 
 def _finish(

@@ -19,6 +19,7 @@ from app.api.products.schemas import ErrorOut
 from app.images import ImageError, ImageNotFound
 from app.marketplaces import NoPublishablePhoto
 from app.services.file_service import UploadRejected
+from app.services.media_gc import MediaQuotaExceeded
 from app.services.product_image_service import LabelNotFound
 from app.services.product_service import ProductNotFound
 from app.services.tenant_service import EmailTaken, TenantNotFound
@@ -146,6 +147,10 @@ def install_error_handlers(app: FastAPI) -> None:
             raise exc
         log.error("database.unavailable", error=str(exc).splitlines()[0])
         return _error(503, "database unavailable, retry later", **{"Retry-After": "2"})
+
+    @app.exception_handler(MediaQuotaExceeded)
+    async def _quota_exceeded(_: Request, exc: MediaQuotaExceeded) -> JSONResponse:
+        return _validation_error(exc.status_code, exc.field, str(exc), exc.reason)
 
 
 def _is_connection_problem(exc: DBAPIError) -> bool:

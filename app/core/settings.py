@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     # envelope (UPLOAD_ENVELOPE_BYTES). deploy/nginx.conf repeats these numbers.
     max_json_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     max_form_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Bytes of stored images per tenant (objects under t<id>/): an upload past it is a 413.
+    # Counted in each tenant's media_usage row, reserved before the file is stored, and
+    # reconciled with the storage by `python -m app sweep-media` (docs/RUNBOOK.md).
+    media_quota_bytes_per_tenant: int = Field(default=20 * 1024**3, gt=0)
     legacy_sources: tuple[str, ...] = ("pythonApiWOO",)
     migration_lock_timeout_ms: int = Field(default=500, gt=0)
     # Marketplaces fetch photos over https only. A local demo serves its media over http on

@@ -257,11 +257,28 @@ class ProductImageService:
 
     def delete_image(
         self, session: Session, *, product_id: int, image_id: UUID, now: datetime
-    ) -> None:
-        """Remove one image; the others are renumbered 0..n-1 in their order."""
-        self._mutate(
-            session, product_id, lambda current: operations.delete(current, image_id), now=now
-        )
+    ) -> Image:
+        """Remove one image and return it; the others are renumbered 0..n-1 in their order."""
+        removed: list[Image] = []
+
+        def change(current: tuple[Image, ...]) -> tuple[Image, ...]:
+            removed.append(_find(current, image_id))
+            return operations.delete(current, image_id)
+
+        self._mutate(session, product_id, change, now=now)
+        return removed[0]
+
+    def image_urls(self, session: Session, *, product_id: int) -> tuple[str, ...]:
+        """Every URL the product's images hold, in its JSONB and in its rows, under its row
+        lock: what deleting the product takes away (whichever representation is stale)."""
+        resolution = self.paths.resolution(session)
+        product = lock_product(session, product_id, with_images=resolution.writes_jsonb)
+        urls: list[str] = []
+        if resolution.writes_jsonb:
+            urls += (i.url for i in _served_jsonb(product.images, product.id, product.created_at))
+        if resolution.writes_table or product_images.table_exists(session):
+            urls += (image.url for image in product_images.load(session, product.id))
+        return tuple(dict.fromkeys(urls))
 
     def reorder_images(
         self, session: Session, *, product_id: int, new_order: list[UUID], now: datetime

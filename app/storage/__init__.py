@@ -2,6 +2,7 @@
 
 from app.storage.base import (
     InvalidKey,
+    ListedObject,
     ObjectNotFound,
     Storage,
     StorageError,
@@ -12,6 +13,7 @@ from app.storage.base import (
 
 __all__ = [
     "InvalidKey",
+    "ListedObject",
     "ObjectNotFound",
     "Storage",
     "StorageError",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 MAX_KEY_LENGTH = 512
@@ -48,6 +50,17 @@ class StoredObject:
     content_type: str
 
 
+@dataclass(frozen=True)
+class ListedObject:
+    """An object found by a listing: its key, its size in bytes and when it was last written
+    (never earlier than the moment its key was created: the sweep's grace period counts
+    from there)."""
+
+    key: str
+    size: int
+    modified: datetime
+
+
 class Storage(Protocol):
     """What the app needs from object storage: a local folder or an S3 bucket such as R2."""
 
@@ -70,6 +83,14 @@ class Storage(Protocol):
 
     def delete(self, key: str) -> None:
         """Remove the object; deleting a missing object is fine."""
+        ...
+
+    def stat(self, key: str) -> ListedObject | None:
+        """The object's size and time, or None when nothing is stored under the key."""
+        ...
+
+    def list_objects(self, prefix: str) -> Iterator[ListedObject]:
+        """Every object whose key starts with `prefix`, page by page (never all in memory)."""
         ...
 
     def url_for(self, key: str) -> str:

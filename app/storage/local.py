@@ -7,11 +7,19 @@ import errno
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from uuid import uuid4
 
 from app.storage import base
-from app.storage.base import ObjectNotFound, StorageUnavailable, StoredObject, check_key
+from app.storage.base import (
+    ListedObject,
+    ObjectNotFound,
+    StorageUnavailable,
+    StoredObject,
+    check_key,
+)
 
 BLOBS_FOLDER = ".blobs"
 # Objects are public (served under /media); mkstemp's 0600 would hide them from a separate
@@ -79,6 +87,44 @@ class LocalStorage:
         except OSError as exc:
             raise _unavailable("delete", key, exc) from exc
 
+    def stat(self, key: str) -> ListedObject | None:
+        """The object's size and time, or None when nothing is stored under the key."""
+        path = self._path(key)
+        try:
+            return _listed(key, path.stat()) if path.is_file() else None
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise _unavailable("check", key, exc) from exc
+
+    def list_objects(self, prefix: str) -> Iterator[ListedObject]:
+        """Every object whose key starts with `prefix` (blobs and temporary files are not
+        objects: their names start with a dot, which no key can)."""
+        folder = prefix.rpartition("/")[0]
+        top = self._path(folder) if folder else self.root
+
+        def fail(exc: OSError) -> None:
+            # A prefix with nothing stored under it yet lists nothing.
+            missing = isinstance(exc, FileNotFoundError | NotADirectoryError)
+            if not missing or Path(exc.filename or "") != top:
+                raise _unavailable("list", prefix, exc) from exc
+
+        for directory, folders, files in os.walk(top, onerror=fail):
+            folders[:] = sorted(name for name in folders if not name.startswith("."))
+            for name in sorted(files):
+                if name.startswith("."):
+                    continue
+                path = Path(directory, name)
+                key = path.relative_to(self.root).as_posix()
+                if not key.startswith(prefix):
+                    continue
+                try:
+                    yield _listed(key, path.stat())
+                except FileNotFoundError:  # deleted while listing
+                    continue
+                except OSError as exc:
+                    raise _unavailable("list", prefix, exc) from exc
+
     def url_for(self, key: str) -> str:
         """The public URL of the object under the key: `base_url/key`."""
         return base.url_for(self._base_url, key)
@@ -116,6 +162,14 @@ class LocalStorage:
             return None
         same_inode = (blob_info.st_dev, blob_info.st_ino) == (info.st_dev, info.st_ino)
         return blob if same_inode else None
+
+
+def _listed(key: str, info: os.stat_result) -> ListedObject:
+    # ctime, not mtime: a put links the key to a blob that may have been written long ago
+    # (same bytes uploaded before), and the link (and the rename that follows) sets ctime
+    # to now. ctime is never earlier than mtime, so an object never looks older than it is.
+    changed = max(info.st_mtime, info.st_ctime)
+    return ListedObject(key, info.st_size, datetime.fromtimestamp(changed, UTC))
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Protocol, cast
 
 import boto3
@@ -9,7 +10,13 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from app.storage import base
-from app.storage.base import ObjectNotFound, StorageUnavailable, StoredObject, check_key
+from app.storage.base import (
+    ListedObject,
+    ObjectNotFound,
+    StorageUnavailable,
+    StoredObject,
+    check_key,
+)
 
 _MISSING_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
 # Bounded waits: an unreachable endpoint becomes StorageUnavailable instead of a hung request.
@@ -39,6 +46,9 @@ class S3Client(Protocol):
 
     def delete_object(self, *, Bucket: str, Key: str) -> Any:  # noqa: N803
         """DeleteObject."""
+
+    def list_objects_v2(self, **arguments: Any) -> Any:
+        """ListObjectsV2 (Bucket, Prefix, ContinuationToken)."""
 
 
 class S3Storage:
@@ -123,6 +133,34 @@ class S3Storage:
                 raise self._unavailable("delete", key, exc) from exc
         except BotoCoreError as exc:
             raise self._unavailable("delete", key, exc) from exc
+
+    def stat(self, key: str) -> ListedObject | None:
+        """The object's size and time from HeadObject, or None when it is missing."""
+        check_key(key)
+        try:
+            head = self._client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if _is_missing(exc):
+                return None
+            raise self._unavailable("check", key, exc) from exc
+        except BotoCoreError as exc:
+            raise self._unavailable("check", key, exc) from exc
+        return ListedObject(key, int(head["ContentLength"]), head["LastModified"])
+
+    def list_objects(self, prefix: str) -> Iterator[ListedObject]:
+        """Every object whose key starts with `prefix`, through ListObjectsV2's pages (at
+        most 1,000 keys each, followed by their continuation token)."""
+        arguments: dict[str, str] = {"Bucket": self.bucket, "Prefix": prefix}
+        while True:
+            try:
+                page = self._client.list_objects_v2(**arguments)
+            except (BotoCoreError, ClientError) as exc:
+                raise self._unavailable("list", prefix, exc) from exc
+            for item in page.get("Contents", ()):
+                yield ListedObject(item["Key"], int(item["Size"]), item["LastModified"])
+            if not page.get("IsTruncated"):
+                return
+            arguments["ContinuationToken"] = page["NextContinuationToken"]
 
     def url_for(self, key: str) -> str:
         """The public URL of the object under the key: `public_base_url/key`."""

@@ -6,11 +6,22 @@ from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile, status
+import anyio
+from fastapi import (
+    APIRouter,
+    BackgroundTasks,
+    Depends,
+    File,
+    Form,
+    Request,
+    Response,
+    UploadFile,
+    status,
+)
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from app.api.deps import TenantId, TenantSession
+from app.api.deps import EngineDep, TenantId, TenantSession
 from app.api.errors import ERROR_RESPONSES
 from app.api.products.schemas import NoNul, ProductIdPath
 from app.core.security import now_utc
@@ -18,6 +29,7 @@ from app.images import Image
 from app.images.operations import UNSET
 from app.images.validation import MAX_ALT_TEXT, MAX_TAG_LENGTH, MAX_TAGS, TAG_PATTERN
 from app.services.file_service import FileService
+from app.services.media_gc import MediaLifecycle
 from app.services.product_image_service import (
     ImageList,
     LabelNotFound,
@@ -25,6 +37,7 @@ from app.services.product_image_service import (
     ProductImageService,
 )
 from app.services.product_service import get_product
+from app.storage.ownership import upload_prefix
 
 router = APIRouter(
     prefix="/api/products/{product_id}/images", tags=["images"], responses=ERROR_RESPONSES
@@ -52,8 +65,14 @@ def file_service(request: Request) -> FileService:
     return service
 
 
+def media_lifecycle(request: Request) -> MediaLifecycle:
+    """Attach checks, quota and removal of stored objects, on the app's storage."""
+    return MediaLifecycle.of(request.app.state.settings, request.app.state.storage)
+
+
 Images = Annotated[ProductImageService, Depends(image_service)]
 Files = Annotated[FileService, Depends(file_service)]
+Media = Annotated[MediaLifecycle, Depends(media_lifecycle)]
 
 
 class ImageOut(BaseModel):
@@ -161,17 +180,31 @@ def get_label(product_id: ProductIdPath, session: TenantSession, images: Images)
     "",
     response_model=ImageOut,
     status_code=status.HTTP_201_CREATED,
-    responses={422: {"description": "Bad URL, too many images, bad alt text or tags"}},
+    responses={
+        422: {
+            "description": "Bad URL (another tenant's stored object, or a stored object that "
+            "does not exist), too many images, bad alt text or tags"
+        }
+    },
 )
 def add_image(
-    product_id: ProductIdPath, body: ImageAdd, session: TenantSession, images: Images
+    product_id: ProductIdPath,
+    body: ImageAdd,
+    tenant_id: TenantId,
+    session: TenantSession,
+    images: Images,
+    media: Media,
 ) -> ImageOut:
     """Add an image by URL, at the end or at `position`."""
+    url = images.check_url(body.url)
+    get_product(session, product_id)  # 404 before judging the URL
+    # Holds the object's lock until this request commits: a removal waits, then sees it.
+    media.check_attachable(session, tenant_id, url)
     image = images.add_image(
         session,
         product_id=product_id,
         image_data=NewImage(
-            url=images.check_url(body.url),
+            url=url,
             alt_text=body.alt_text,
             tags=tuple(body.tags),
             is_label=body.is_label,
@@ -187,16 +220,18 @@ def add_image(
     response_model=ImageOut,
     status_code=status.HTTP_201_CREATED,
     responses={
-        413: {"description": "File too large"},
+        413: {"description": "File too large, or the tenant's storage quota is used up"},
         422: {"description": "Not an image, lies about its type, or a decompression bomb"},
     },
 )
 async def upload_image(
     product_id: ProductIdPath,
     tenant_id: TenantId,
+    engine: EngineDep,
     session: TenantSession,
     images: Images,
     files: Files,
+    media: Media,
     file: Annotated[UploadFile, File(description="JPEG, PNG or WebP")],
     alt_text: Annotated[AltText | None, Form()] = None,
     tags: Annotated[Tags | None, Form()] = None,
@@ -206,30 +241,43 @@ async def upload_image(
     """Upload a file (type sniffed from its bytes), store it, then add it as an image."""
     await run_in_threadpool(get_product, session, product_id)  # 404 before storing anything
     data = await file.read(files.max_bytes + 1)
-    uploaded = await files.upload_bounded(
-        data,
-        key_prefix=f"t{tenant_id}/p{product_id}",
-        declared_content_type=file.content_type,
-        filename=file.filename,
-    )
-    new = NewImage(
-        url=uploaded.url,
-        alt_text=alt_text,
-        tags=tuple(tags or ()),
-        is_label=is_label,
-        mime_type=uploaded.mime_type,
-        file_size=uploaded.file_size,
-        width=uploaded.width,
-        height=uploaded.height,
-    )
+    # Counted against the tenant's quota before anything is stored (413 otherwise); a file
+    # over max_bytes is refused by the upload itself, storing nothing.
+    reserved = len(data) if len(data) <= files.max_bytes else 0
+    await run_in_threadpool(media.reserve, engine, tenant_id, reserved)
     try:
-        image = await run_in_threadpool(
-            lambda: images.add_image(
-                session, product_id=product_id, image_data=new, position=position, now=now_utc()
-            )
+        uploaded = await files.upload_bounded(
+            data,
+            key_prefix=upload_prefix(tenant_id, product_id),
+            declared_content_type=file.content_type,
+            filename=file.filename,
         )
+        new = NewImage(
+            url=uploaded.url,
+            alt_text=alt_text,
+            tags=tuple(tags or ()),
+            is_label=is_label,
+            mime_type=uploaded.mime_type,
+            file_size=uploaded.file_size,
+            width=uploaded.width,
+            height=uploaded.height,
+        )
+        try:
+            image = await run_in_threadpool(
+                lambda: images.add_image(
+                    session,
+                    product_id=product_id,
+                    image_data=new,
+                    position=position,
+                    now=now_utc(),
+                )
+            )
+        except BaseException:
+            files.discard(uploaded)  # no object without its image record
+            raise
     except BaseException:
-        files.discard(uploaded)  # no object without its image record
+        with anyio.CancelScope(shield=True):  # a client that hung up still gets it back
+            await run_in_threadpool(media.release, engine, tenant_id, reserved)
         raise
     return ImageOut.of(image)
 
@@ -258,10 +306,21 @@ def patch_image(
 
 @router.delete("/{image_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_image(
-    product_id: ProductIdPath, image_id: UUID, session: TenantSession, images: Images
+    product_id: ProductIdPath,
+    image_id: UUID,
+    tenant_id: TenantId,
+    engine: EngineDep,
+    session: TenantSession,
+    images: Images,
+    media: Media,
+    background: BackgroundTasks,
 ) -> Response:
-    """Delete one image; the others keep their order, renumbered from 0."""
-    images.delete_image(session, product_id=product_id, image_id=image_id, now=now_utc())
+    """Delete one image; the others keep their order, renumbered from 0. Its stored object
+    goes too once nothing references it."""
+    removed = images.delete_image(session, product_id=product_id, image_id=image_id, now=now_utc())
+    # Background tasks run after the response is sent, so after this request's commit
+    # (TenantSession commits when the route returns): the check sees the image gone.
+    background.add_task(media.remove_unreferenced, engine, tenant_id, [removed.url])
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, BackgroundTasks, Query, Response, status
 
-from app.api.deps import TenantSession
+from app.api.deps import EngineDep, TenantId, TenantSession
 from app.api.errors import ERROR_RESPONSES
+from app.api.products.images import Images, Media
 from app.api.products.schemas import (
     MAX_BIGINT,
     ProductCreate,
@@ -59,7 +60,19 @@ def update_product(
 
 
 @router.delete("/{product_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_product(product_id: ProductIdPath, session: TenantSession) -> Response:
-    """Delete the product and its images."""
+def delete_product(
+    product_id: ProductIdPath,
+    tenant_id: TenantId,
+    engine: EngineDep,
+    session: TenantSession,
+    images: Images,
+    media: Media,
+    background: BackgroundTasks,
+) -> Response:
+    """Delete the product and its images; their stored objects go too once nothing else
+    references them."""
+    urls = images.image_urls(session, product_id=product_id)
     product_service.delete_product(session, product_id)
+    # Runs after the response is sent, so after this request's commit (see delete_image).
+    background.add_task(media.remove_unreferenced, engine, tenant_id, urls)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -28,7 +28,7 @@ from app.images.operations import label_objects, stored_object
 from app.marketplaces import NoPublishablePhoto
 from app.models import Product
 from app.repositories import shadow_reads
-from app.services.image_paths import tenant_facts
+from app.repositories.tenant_facts import tenant_facts
 from app.services.marketplace import MarketplaceConverter
 from app.services.product_image_service import ProductImageService
 

@@ -8,6 +8,11 @@ from sqlalchemy import Connection, Engine, text
 
 from app.core.database import quoted_schema, tenant_schema
 
+# Owned by the migration state's repository; the backfill commands ask it through here.
+from app.repositories.migration_state import BACKFILL_TABLES, is_ready
+
+__all__ = ["BACKFILL_TABLES", "UnknownTenants", "all_tenant_ids", "is_ready", "select_tenants"]
+
 
 class UnknownTenants(ValueError):
     """Some requested tenant ids do not exist."""
@@ -17,9 +22,6 @@ class UnknownTenants(ValueError):
     def __init__(self, tenant_ids: Sequence[int]) -> None:
         super().__init__(f"no tenant with id {', '.join(map(str, tenant_ids))}")
         self.tenant_ids = tuple(tenant_ids)
-
-
-BACKFILL_TABLES = ("product_images", "backfill_runs", "image_migration_state")
 
 
 def all_tenant_ids(engine: Engine) -> list[int]:
@@ -40,20 +42,6 @@ def select_tenants(engine: Engine, requested: Sequence[int] | None) -> list[int]
     if unknown:
         raise UnknownTenants(unknown)
     return sorted(set(requested))
-
-
-def is_ready(engine: Engine, tenant_id: int) -> bool:
-    """Whether the tenant's schema has the tables the backfill writes (migrated to head)."""
-    schema = tenant_schema(tenant_id)
-    with engine.connect() as connection:
-        present = connection.execute(
-            text(
-                "SELECT count(*) FROM pg_tables WHERE schemaname = :schema "
-                "AND tablename = ANY(:tables)"
-            ),
-            {"schema": schema, "tables": list(BACKFILL_TABLES)},
-        ).scalar_one()
-    return int(present) == len(BACKFILL_TABLES)
 
 
 def product_count(engine: Engine, tenant_ids: Sequence[int]) -> int:

@@ -5,6 +5,7 @@ the shadow reads' mismatch sample, replayable."""
 from __future__ import annotations
 
 import sys
+from functools import partial
 from typing import Annotated
 
 import typer
@@ -17,21 +18,23 @@ from app.core.cli_support import settings_or_exit
 from app.core.database import make_engine, resolve_database_url, unit_of_work
 from app.core.settings import Settings
 from app.repositories import shadow_reads
-from app.services.image_paths import tenant_facts
+from app.repositories.migration_state import unverified_tenants
+from app.repositories.tenant_facts import tenant_facts
 from app.services.product_image_service import ProductImageService
 from app.services.product_service import ProductNotFound
 from backfill.tenants import UnknownTenants, is_ready, select_tenants
 from flags import toggle_file
-from flags.admin_api import UnleashAdmin, UnleashAdminError
+from flags.admin_api import UnleashAdminError
 from flags.client import FlagClient, Toggle
 from flags.stages import resolve
 from flags.store import (
     GLOBAL,
     PER_TENANT,
+    InterlockedStore,
+    NotVerified,
     StoreUnavailable,
-    ToggleStore,
     toggle_store,
-    unverified_tenants,
+    unleash_admin,
 )
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -40,9 +43,9 @@ console = Console(stderr=True)
 TenantOption = Annotated[list[int] | None, typer.Option("--tenant", help="Tenant id (repeatable)")]
 
 
-def _store(settings: Settings) -> ToggleStore:
+def _store(settings: Settings, engine: Engine) -> InterlockedStore:
     try:
-        return toggle_store(settings)
+        return toggle_store(settings, unverified=partial(unverified_tenants, engine))
     except StoreUnavailable as exc:
         raise _fail(str(exc)) from None
 
@@ -130,40 +133,33 @@ def _change(toggle: str, tenants: list[int] | None, *, enable: bool, force: bool
         raise _fail(f"--tenant: {toggle} is global, it takes no tenant")
     if toggle in PER_TENANT and not tenants:
         raise _fail(f"--tenant: {toggle} is per tenant: give at least one")
-    if tenants:
-        engine = _engine(settings)
-        try:
-            _tenants(engine, tenants)
-            if enable and toggle == "read-table" and not force:
-                _refuse_unverified(engine, tenants)
-        finally:
-            engine.dispose()
-    store = _store(settings)
+    engine = _engine(settings)
     try:
-        if toggle in GLOBAL:
-            store.set_enabled(GLOBAL[toggle], enable)
-            console.print(f"{toggle}: {_mark(enable)} ({store.location})")
-            return
-        name = PER_TENANT[toggle]
-        targeted = store.set_tenants(
-            name,
-            add=list(tenants or []) if enable else [],
-            remove=[] if enable else list(tenants or []),
-        )
-        console.print(f"{toggle}: tenants {targeted} ({store.location})")
-    except (UnleashAdminError, toggle_file.ToggleFileError) as exc:
-        raise _fail(f"{toggle}: {exc}", code=1) from None
+        if tenants:
+            _tenants(engine, tenants)
+        store = _store(settings, engine)
+        try:
+            if toggle in GLOBAL:
+                store.set_enabled(GLOBAL[toggle], enable)
+                console.print(f"{toggle}: {_mark(enable)} ({store.location})")
+                return
+            targeted = store.set_tenants(
+                PER_TENANT[toggle],
+                add=list(tenants or []) if enable else [],
+                remove=[] if enable else list(tenants or []),
+                force=force,
+            )
+            console.print(f"{toggle}: tenants {targeted} ({store.location})")
+        except NotVerified as exc:
+            raise _fail(
+                f"--tenant: {exc}; run `python -m backfill verify` first (or --force)"
+            ) from None
+        except (UnleashAdminError, toggle_file.ToggleFileError) as exc:
+            raise _fail(f"{toggle}: {exc}", code=1) from None
+        finally:
+            store.close()
     finally:
-        store.close()
-
-
-def _refuse_unverified(engine: Engine, tenants: list[int]) -> None:
-    unverified = unverified_tenants(engine, tenants)
-    if unverified:
-        raise _fail(
-            f"--tenant: not verified: {', '.join(map(str, unverified))}; run "
-            "`python -m backfill verify` first (or --force)"
-        )
+        engine.dispose()
 
 
 ToggleArgument = Annotated[
@@ -196,8 +192,10 @@ def push() -> None:
     settings = settings_or_exit(console, log_level="WARNING")
     if not settings.unleash_url:
         raise _fail("UNLEASH_URL: push creates the toggles on an Unleash server; it is not set")
-    store = _store(settings)
-    assert isinstance(store, UnleashAdmin)
+    try:
+        store = unleash_admin(settings)
+    except StoreUnavailable as exc:
+        raise _fail(str(exc)) from None
     try:
         for feature in toggle_file.load(settings.flags_file).get("features", []):
             name = str(feature.get("name"))

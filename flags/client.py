@@ -22,14 +22,13 @@ from UnleashClient import UnleashClient  # type: ignore[attr-defined]
 from UnleashClient.cache import FileCache
 from UnleashClient.events import BaseEvent, UnleashEventType
 
-from app.core.settings import PROJECT_ROOT
 from flags import toggle_file
 from flags.stages import Flags
 
 log = structlog.get_logger("flags")
 
 APP_NAME = "product-images"
-TOGGLES_FILE = PROJECT_ROOT / "flags" / "toggles.json"
+TOGGLES_FILE = Path(__file__).resolve().parent / "toggles.json"  # tracked defaults
 
 
 class Toggle(StrEnum):

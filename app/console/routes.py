@@ -49,6 +49,7 @@ from app.core.metrics import INTERLOCK_REFUSALS
 from app.core.security import InvalidToken
 from app.images import operations
 from app.repositories import migration_state
+from app.repositories.migration_state import unverified_tenants
 from app.services.product_service import list_products
 from backfill.audit import TenantAudit, audit_tenant
 from backfill.labels import label_reports
@@ -56,7 +57,7 @@ from backfill.repair import repair_tenant
 from backfill.tenants import UnknownTenants, select_tenants
 from backfill.verify import TenantContracted, verify_tenant
 from flags.client import Toggle
-from flags.store import PER_TENANT, StoreUnavailable, toggle_store, unverified_tenants
+from flags.store import PER_TENANT, NotVerified, StoreUnavailable, toggle_store
 
 log = structlog.get_logger("console")
 HERE = Path(__file__).parent
@@ -470,22 +471,15 @@ def flag_action(
         select_tenants(request.app.state.engine, [target])
     except (ValueError, UnknownTenants) as exc:
         return _back(request, f"refused: {exc}")
-    if (
-        toggle == "read-table"
-        and enable == "on"
-        and unverified_tenants(request.app.state.engine, [target])
-    ):
-        log.warning("console.action_refused", who=_who(request), action="read-table", tenant=target)
-        return _back(
-            request,
-            f"refused: tenant {target} is not verified; run verify first",
-        )
     return _back(request, _set_toggle(request, toggle, target, enable == "on"))
 
 
 def _set_toggle(request: Request, toggle: str, tenant: int | None, on: bool) -> str:
+    engine = request.app.state.engine
     try:
-        store = toggle_store(request.app.state.settings)
+        store = toggle_store(
+            request.app.state.settings, unverified=partial(unverified_tenants, engine)
+        )
     except StoreUnavailable as exc:
         return f"refused: {exc}"
     try:
@@ -498,6 +492,9 @@ def _set_toggle(request: Request, toggle: str, tenant: int | None, on: bool) -> 
                 name, add=[tenant] if on else [], remove=[] if on else [tenant]
             )
             result = f"{toggle}: tenants {targeted}"
+    except NotVerified:  # the store's interlock: nothing was changed
+        log.warning("console.action_refused", who=_who(request), action=toggle, tenant=tenant)
+        return f"refused: tenant {tenant} is not verified; run verify first"
     except Exception as exc:  # the store's own errors name the server and the reason
         log.error("console.action_failed", toggle=toggle, tenant=tenant, error=str(exc))
         return f"failed: {exc}"

@@ -10,14 +10,21 @@ the drifting transaction itself (see `mark_verified`).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, Connection, MetaData, Table, text
+from sqlalchemy import BigInteger, Column, Connection, Engine, MetaData, Table, text
 from sqlalchemy.orm import Session
 
+from app.core.database import tenant_schema, unit_of_work
+from app.repositories.tenant_facts import tenant_facts
+
 Bind = Connection | Session
+
+BACKFILL_TABLES = ("product_images", "backfill_runs", "image_migration_state")
+"""The tables a tenant's schema has once migrated far enough for the backfill."""
 
 WRITER_SETTING = "pim.images_writer"
 """Transaction-local setting a writer that keeps both representations equal declares; the
@@ -163,6 +170,30 @@ def mark_verified(bind: Bind, schema: str, *, seen_generation: int, summary: str
     return True
 
 
+def mark_new_tenant_verified(bind: Bind, schema: str, tenant_id: int) -> None:
+    """A tenant created a moment ago has no product, so nothing to compare: verified at once
+    (the compare-and-set verify uses, on its own generation; the counts verify would store).
+    ValueError if it has products: that tenant needs `backfill verify`."""
+    if bind.execute(text(f"SELECT EXISTS (SELECT 1 FROM {schema}.products)")).scalar():
+        raise ValueError(f"tenant {tenant_id} has products: run `python -m backfill verify`")
+    counts = [
+        "products",
+        "jsonb_elements",
+        "table_rows",
+        "expected_rows",
+        "rejected",
+        "rejected_unreported",
+        "labels",
+        "expected_labels",
+        "mismatched_products",
+    ]
+    summary = {"tenant_id": tenant_id, **dict.fromkeys(counts, 0), "mismatches": []}
+    summary |= {"since": None, "seconds": 0.0, "raced_by_drift": False, "is_verified": True}
+    seen = drift_generation(bind, schema)
+    if not mark_verified(bind, schema, seen_generation=seen, summary=json.dumps(summary)):
+        raise RuntimeError(f"tenant {tenant_id} drifted while being created")
+
+
 def record_failed_verification(bind: Bind, schema: str, summary: str) -> None:
     """A verification found differences: that is drift too."""
     record_drift(bind, schema, "verify found differences")
@@ -234,3 +265,31 @@ def drift(bind: Bind, schema: str, *, sample: int = 20) -> Drift:
     )
     logged = tuple(changed_products(bind, schema, latest=sample))
     return Drift(found_at, reason, pending, logged)
+
+
+def is_ready(engine: Engine, tenant_id: int) -> bool:
+    """Whether the tenant's schema has the tables the backfill writes (migrated to head)."""
+    schema = tenant_schema(tenant_id)
+    with engine.connect() as connection:
+        present = connection.execute(
+            text(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = :schema "
+                "AND tablename = ANY(:tables)"
+            ),
+            {"schema": schema, "tables": list(BACKFILL_TABLES)},
+        ).scalar_one()
+    return int(present) == len(BACKFILL_TABLES)
+
+
+def unverified_tenants(engine: Engine, tenants: Sequence[int]) -> list[int]:
+    """The tenants read-table must not be enabled for (not migrated, or not verified): the
+    check the toggle store's interlock is given (flags.store.toggle_store)."""
+    unverified = []
+    for tenant_id in tenants:
+        if not is_ready(engine, tenant_id):
+            unverified.append(tenant_id)
+            continue
+        with unit_of_work(engine, tenant_id) as session:
+            if not tenant_facts(session).is_verified:
+                unverified.append(tenant_id)
+    return unverified

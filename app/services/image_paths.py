@@ -6,60 +6,18 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import structlog
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from app.core.database import quoted_schema, session_schema, tenant_id_of
+from app.core.database import session_schema, tenant_id_of
 from app.core.metrics import INTERLOCK_REFUSALS
-from flags.stages import Flags, ReadPath, Resolution, TenantFacts, resolve
+from app.repositories.tenant_facts import tenant_facts
+from flags.stages import Flags, ReadPath, Resolution, resolve
 
 log = structlog.get_logger("flags")
 
 FlagSource = Callable[[int], Flags]
 
-__all__ = ["FlagSource", "ImagePaths", "ReadPath", "tenant_facts"]
-
-
-def tenant_facts(session: Session) -> TenantFacts:
-    """Expanded? backfilled? verified? contracted? Read inside the caller's transaction."""
-    schema = quoted_schema(session_schema(session))
-    present = session.execute(
-        text(
-            "SELECT to_regclass(:images) IS NOT NULL, to_regclass(:state) IS NOT NULL, "
-            "to_regclass(:runs) IS NOT NULL, NOT EXISTS (SELECT 1 FROM pg_attribute "
-            "WHERE attrelid = to_regclass(:products) AND attname = 'images' "
-            "AND NOT attisdropped), "
-            # Reading products (no row) takes its ACCESS SHARE lock until the request ends:
-            # the contract's DROP COLUMN waits for this request, so what this query says
-            # about the column stays true for the whole request.
-            f"(SELECT count(*) FROM (SELECT FROM {schema}.products LIMIT 0) AS held)"
-        ),
-        {
-            "images": f"{schema}.product_images",
-            "state": f"{schema}.image_migration_state",
-            "runs": f"{schema}.backfill_runs",
-            "products": f"{schema}.products",
-        },
-    ).one()
-    has_table, has_state, has_runs, is_contracted = (bool(value) for value in present[:4])
-    is_verified = has_state and bool(
-        session.execute(
-            text(f"SELECT verified_at IS NOT NULL FROM {schema}.image_migration_state")
-        ).scalar()
-    )
-    is_backfilled = has_runs and bool(
-        session.execute(
-            text(f"SELECT EXISTS (SELECT 1 FROM {schema}.backfill_runs WHERE status = 'done')")
-        ).scalar()
-    )
-    return TenantFacts(
-        has_table=has_table,
-        # The schema itself says: products.images is gone (read per request, in the request's
-        # transaction, so a contract or its downgrade is seen by the next request).
-        is_contracted=is_contracted and has_table,
-        is_backfilled=is_backfilled,
-        is_verified=is_verified,
-    )
+__all__ = ["FlagSource", "ImagePaths", "ReadPath"]
 
 
 class ImagePaths:

@@ -10,8 +10,9 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from app.core import migrate
-from app.core.database import unit_of_work
+from app.core.database import quoted_schema, session_schema, unit_of_work
 from app.models import User
+from app.repositories import migration_state
 
 log = structlog.get_logger(__name__)
 
@@ -42,9 +43,9 @@ def create_tenant(
         session.flush()
     migrate.upgrade(engine, tenant_ids=[user.id])
     if contract:
-        from backfill.verify import verify_tenant
-
-        verify_tenant(engine, user.id)  # no product yet: verified, and canonical
+        with unit_of_work(engine, user.id) as session:  # no product yet: verified, canonical
+            schema = quoted_schema(session_schema(session))
+            migration_state.mark_new_tenant_verified(session, schema, user.id)
         migrate.contract(engine, tenant_ids=[user.id])
     log.info("tenant.created", tenant=user.id, contracted=contract)
     return user

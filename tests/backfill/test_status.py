@@ -14,7 +14,7 @@ from sqlalchemy import Engine, text
 
 from app.core import migrate
 from app.core.database import tenant_schema, unit_of_work
-from app.services.image_paths import tenant_facts
+from app.repositories.tenant_facts import tenant_facts
 from backfill import status as status_module
 from backfill.runner import RunOptions, run_tenant
 from backfill.status import tenant_status

@@ -1,0 +1,1 @@
+"""Application services: the use cases, between the edges and the repositories."""

@@ -21,18 +21,11 @@ from app.api.middleware import RequestContextMiddleware
 from app.api.products import images as product_images
 from app.api.products import marketplaces as product_marketplaces
 from app.api.products import routes as products
+from app.composition import build
 from app.console import routes as console
-from app.core.database import make_engine, resolve_database_url
 from app.core.logging import configure_logging
 from app.core.settings import Settings, get_settings
-from app.services.converters import converters
-from app.services.file_service import FileService
-from app.services.image_paths import ImagePaths
-from app.services.product_image_service import ProductImageService
-from app.services.tenant_service import TenantDirectory
-from app.storage.factory import build_storage
 from app.storage.local import LocalStorage
-from flags.client import FlagClient
 
 log = structlog.get_logger("app")
 
@@ -41,15 +34,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     """Build the app; tests pass their own settings and engine."""
     settings = settings or get_settings()
     configure_logging(settings.log_format, settings.log_level)
-    owns_engine = engine is None
-    engine = engine or make_engine(resolve_database_url(settings))
-    storage = build_storage(settings)
-
-    flag_client = FlagClient(
-        url=settings.unleash_url,
-        api_token=settings.unleash_api_token,
-        toggles_file=settings.flags_file,
-    )
+    services = build(settings, engine)
 
     @asynccontextmanager
     async def lifespan(application: FastAPI) -> AsyncIterator[None]:
@@ -59,9 +44,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         # on a lock cannot hold the shutdown.
         if console_rows is not None and not await asyncio.to_thread(console_rows.wait, 10):
             log.warning("console.refresh_still_running_at_shutdown")
-        flag_client.close()
-        if owns_engine:
-            engine.dispose()
+        services.close()
 
     app = FastAPI(
         title="Product images",
@@ -74,24 +57,17 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         docs_url="/docs" if settings.serve_api_docs else None,
         redoc_url="/redoc" if settings.serve_api_docs else None,
     )
+    # One Services (app/composition.py) per app; request handlers reach it through the typed
+    # dependencies of app/api/deps.py. The attributes below are its parts, for the console.
+    app.state.services = services
     app.state.settings = settings
-    app.state.engine = engine
-    app.state.storage = storage
-    app.state.tenants = TenantDirectory(engine)
-    app.state.flags = flag_client
-    app.state.images = ProductImageService(
-        legacy_sources=settings.legacy_sources,
-        max_images=settings.max_images_per_product,
-        url_bases=(storage.base_url, *settings.extra_image_url_bases),
-        paths=ImagePaths(flag_client.flags_for),
-    )
-    app.state.converters = converters(app.state.images, settings)
-    app.state.files = FileService(
-        storage,
-        max_bytes=settings.max_upload_bytes,
-        max_pixels=settings.max_upload_pixels,
-        decode_budget_bytes=settings.decode_budget_bytes,
-    )
+    app.state.engine = services.engine
+    app.state.storage = services.storage
+    app.state.tenants = services.tenants
+    app.state.flags = services.flags
+    app.state.images = services.images
+    app.state.converters = services.converters
+    app.state.files = services.files
     # Added first, so inside RequestContextMiddleware: a refused body is logged with its id.
     app.add_middleware(
         BodyLimitMiddleware,
@@ -113,6 +89,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     console.install(app)
     app.include_router(admin_tenants.router)
     app.include_router(admin_migration.router)
+    storage = services.storage
     if isinstance(storage, LocalStorage):
         storage.root.mkdir(parents=True, exist_ok=True)
         app.mount("/media", MediaFiles(directory=storage.root), name="media")

@@ -24,6 +24,7 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy import Engine
 
+from app.composition import build
 from app.core.cli_support import settings_or_exit
 from app.core.database import make_engine, resolve_database_url
 from app.core.settings import get_settings
@@ -498,7 +499,6 @@ def apply_overrides_command(
     path: Annotated[Path, typer.Argument(help="CSV: tenant,product_id,url,is_label")],
 ) -> None:
     """Correct the label rule: set or clear labels from a CSV, in both representations."""
-    from app.services.product_image_service import ProductImageService
     from backfill.overrides import OverridesFileInvalid, apply_overrides, read_overrides
 
     try:
@@ -513,24 +513,10 @@ def apply_overrides_command(
             f"[red]tenant: no tenant with id {', '.join(map(str, sorted(unknown)))}[/red]"
         )
         raise typer.Exit(2)
-    settings = get_settings()
-    from app.services.image_paths import ImagePaths
-    from flags.client import FlagClient
-
-    flags = FlagClient(
-        url=settings.unleash_url,
-        api_token=settings.unleash_api_token,
-        toggles_file=settings.flags_file,
-    )
-    flags.wait_until_ready(10.0)
-    service = ProductImageService(
-        legacy_sources=settings.legacy_sources,
-        max_images=settings.max_images_per_product,
-        url_bases=(settings.media_base_url, *settings.extra_image_url_bases),
-        paths=ImagePaths(flags.flags_for),  # the kill switch holds here too
-    )
-    outcomes = apply_overrides(engine, overrides, service)
-    flags.close()
+    services = build(get_settings(), engine)
+    services.flags.wait_until_ready(10.0)  # the kill switch holds here too
+    outcomes = apply_overrides(engine, overrides, services.images)
+    services.close()
     engine.dispose()
     failed = [o for o in outcomes if not o.applied]
     console.print(f"{len(outcomes) - len(failed)} override(s) applied, {len(failed)} refused")
@@ -552,29 +538,15 @@ def audit_publications(tenant: TenantOption = None) -> None:
     nothing but its label (or no image) has nothing to publish and is not a refusal."""
     from collections import Counter
 
-    from app.services.converters import converters
-    from app.services.image_paths import ImagePaths
-    from app.services.product_image_service import ProductImageService
     from backfill.audit import audit_tenant
-    from flags.client import FlagClient
 
     engine = _engine()
-    settings = get_settings()
     tenants = [t for t in _tenants(engine, tenant) if is_ready(engine, t)]
-    flags = FlagClient(
-        url=settings.unleash_url,
-        api_token=settings.unleash_api_token,
-        toggles_file=settings.flags_file,
-    )
+    services = build(get_settings(), engine)
+    flags = services.flags
     if not flags.wait_until_ready(10.0):
         console.print(f"[yellow]flags: {flags.source} did not answer; using the defaults[/yellow]")
-    service = ProductImageService(
-        legacy_sources=settings.legacy_sources,
-        max_images=settings.max_images_per_product,
-        url_bases=(settings.media_base_url, *settings.extra_image_url_bases),
-        paths=ImagePaths(flags.flags_for),
-    )
-    by_name = converters(service, settings)
+    service, by_name = services.images, services.converters
     audits = []
     with Progress(
         TextColumn("audit"),
@@ -588,7 +560,7 @@ def audit_publications(tenant: TenantOption = None) -> None:
         for tenant_id in tenants:
             audits.append(audit_tenant(engine, tenant_id, service, by_name))
             bar.advance(task)
-    flags.close()
+    services.close()
     engine.dispose()
     table = Table(title="labels that would be published, per marketplace")
     table.add_column("tenant")
@@ -627,7 +599,7 @@ def audit_publications(tenant: TenantOption = None) -> None:
     out = Console(width=None if sys.stdout.isatty() else 250)
     out.print(table)
     leaking = sum(leak for leak, _ in totals.values())
-    if settings.marketplace_allow_http:
+    if services.settings.marketplace_allow_http:
         out.print("MARKETPLACE_ALLOW_HTTP is on: http photo URLs were accepted (demo only)")
     refused = sum(a.refused for a in audits)
     for name in by_name:

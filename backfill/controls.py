@@ -105,10 +105,4 @@ class PauseToggle:
 
 def pause_toggle(settings: Settings) -> PauseToggle:
     """The pause toggle from Unleash (UNLEASH_URL) or the local toggle file."""
-    return PauseToggle(
-        FlagClient(
-            url=settings.unleash_url,
-            api_token=settings.unleash_api_token,
-            toggles_file=settings.flags_file,
-        )
-    )
+    return PauseToggle(FlagClient.from_settings(settings))

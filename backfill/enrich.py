@@ -31,7 +31,6 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from app.core.database import tenant_engine, tenant_schema, unit_of_work
-from app.core.settings import Settings
 from app.images.metadata import (
     HeaderFacts,
     NeedMoreBytes,
@@ -45,7 +44,6 @@ from app.images.metadata import (
 from app.images.urls import fetch_refusal
 from app.models.user.image_metadata_failure import ImageMetadataFailure
 from app.models.user.product_image import ProductImage
-from app.services.image_paths import ImagePaths
 from app.services.product_image_service import FoundMetadata, ProductImageService
 from app.services.product_service import ProductNotFound
 from backfill.runner import Controls, NoControls
@@ -815,29 +813,18 @@ def _forget_failures(session: Session, image_ids: Sequence[UUID]) -> None:
         )
 
 
-def storage_bases(settings: Settings) -> tuple[str, ...]:
-    """The URL prefixes the enrichment may request: the storage's base and the extra ones."""
-    return (settings.media_base_url, *settings.extra_image_url_bases)
-
-
 def enrich_tenants(
     engine: Engine,
-    settings: Settings,
+    service: ProductImageService,
     tenant_ids: Sequence[int],
     options: EnrichOptions,
     *,
-    paths: ImagePaths | None = None,
     controls: Controls | None = None,
     progress: Progress = _no_progress,
 ) -> list[TenantEnrichment]:
-    """Enrich the tenants with the settings' storage bases; `paths` carries the flags."""
-    bases = storage_bases(settings)
-    service = ProductImageService(
-        legacy_sources=settings.legacy_sources,
-        max_images=settings.max_images_per_product,
-        url_bases=bases,
-        paths=paths,
-    )
+    """Enrich the tenants through `service` (app.composition builds it: its flags, so the
+    kill switch holds, and its URL bases, the only prefixes the enrichment requests)."""
+    bases = service.url_bases
     fetcher = Fetcher(bases, options)
     try:
         return Enricher(

@@ -47,9 +47,8 @@ def enrich(
     ] = False,
 ) -> None:
     """Fill images' type, size, pixels and alt text from the stored objects; resumable."""
-    from app.services.image_paths import ImagePaths
+    from app.composition import build
     from backfill.cli import RateColumn
-    from flags.client import FlagClient
 
     settings = settings_or_exit(console)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
@@ -59,11 +58,8 @@ def enrich(
     except UnknownTenants as exc:
         console.print(f"[red]--tenant: {exc}[/red]")
         raise typer.Exit(2) from None
-    flags = FlagClient(
-        url=settings.unleash_url,
-        api_token=settings.unleash_api_token,
-        toggles_file=settings.flags_file,
-    )
+    services = build(settings, engine)
+    flags = services.flags
     if not flags.wait_until_ready(10.0):
         console.print(f"[yellow]flags: {flags.source} did not answer; using the defaults[/yellow]")
     options = EnrichOptions(
@@ -89,14 +85,13 @@ def enrich(
         task = bar.add_task("images", total=total)
         results = enrich_tenants(
             engine,
-            settings,
+            services.images,
             tenants,
             options,
-            paths=ImagePaths(flags.flags_for),
             controls=controls,
             progress=lambda _tenant, images: bar.advance(task, images),
         )
-    flags.close()
+    services.close()
     engine.dispose()
     _summary(results, dry_run=dry_run)
     if controls.should_stop():

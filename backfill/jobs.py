@@ -17,9 +17,10 @@ from procrastinate.jobs import Status
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
+from app.composition import Services, build
 from app.core.database import make_engine, resolve_database_url
 from app.core.settings import get_settings
-from backfill.controls import PauseToggle, pause_toggle
+from backfill.controls import PauseToggle
 from backfill.runner import RunOptions, TenantBusy, run_tenant
 
 log = structlog.get_logger("backfill.jobs")
@@ -54,8 +55,13 @@ def queue_app() -> App:
 
 
 @lru_cache(maxsize=1)
+def _services() -> Services:
+    """The worker process's services (app/composition.py), built on first use."""
+    return build(get_settings(), _engine())
+
+
 def _pause() -> PauseToggle:
-    return pause_toggle(get_settings())
+    return PauseToggle(_services().flags)
 
 
 @lru_cache(maxsize=1)
@@ -125,7 +131,7 @@ def register_tasks(procrastinate_app: App) -> None:
 
         (result,) = enrich_tenants(
             _engine(),
-            get_settings(),
+            _services().images,  # with the worker's flags: the kill switch holds in jobs too
             [tenant_id],
             EnrichOptions(max_rate=max_rate, retry_failed=retry_failed),
             controls=JobControls(context),

@@ -34,6 +34,7 @@ from PIL import Image as PillowImage
 from scratch import scratch_database  # bench/scratch.py, beside this script
 from sqlalchemy import Engine, text
 
+from app.composition import build
 from app.core import migrate
 from app.core.database import tenant_schema
 from app.core.settings import Settings
@@ -128,9 +129,11 @@ def forget_metadata(engine: Engine, tenant: int) -> None:
 def timed_enrich(
     engine: Engine, settings: Settings, tenant: int, options: EnrichOptions
 ) -> tuple[float, TenantEnrichment]:
+    services = build(settings, engine)
     started = time.perf_counter()
-    [result] = enrich_tenants(engine, settings, [tenant], options)
+    [result] = enrich_tenants(engine, services.images, [tenant], options)
     seconds = time.perf_counter() - started
+    services.close()
     assert result.status == "done" and result.failed == 0, result
     return seconds, result
 

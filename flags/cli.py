@@ -14,6 +14,7 @@ from rich.table import Table
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from app.composition import build
 from app.core.cli_support import settings_or_exit
 from app.core.database import make_engine, resolve_database_url, unit_of_work
 from app.core.settings import Settings
@@ -75,11 +76,7 @@ def status(tenant: TenantOption = None) -> None:
     settings = settings_or_exit(console, log_level="WARNING")
     engine = _engine(settings)
     tenants = _tenants(engine, tenant)
-    client = FlagClient(
-        url=settings.unleash_url,
-        api_token=settings.unleash_api_token,
-        toggles_file=settings.flags_file,
-    )
+    client = FlagClient.from_settings(settings)
     if not client.wait_until_ready(10.0):
         console.print(
             f"[yellow]flags: {client.source} did not answer; showing the safe defaults[/yellow]"
@@ -227,11 +224,8 @@ def mismatches(
     if not is_ready(engine, tenant):
         engine.dispose()
         raise _fail(f"--tenant: tenant {tenant} is not migrated to head")
-    service = ProductImageService(
-        legacy_sources=settings.legacy_sources,
-        max_images=settings.max_images_per_product,
-        url_bases=(settings.media_base_url, *settings.extra_image_url_bases),
-    )
+    services = build(settings, engine)
+    service = services.images  # compare reads both representations, whatever the flags
     table = Table(title=f"shadow mismatches, tenant {tenant}")
     for column in ("found at", "product", "kind", "read path", "detail", *(["now"] * replay)):
         table.add_column(column)
@@ -252,6 +246,7 @@ def mismatches(
                 *now,
             )
         still = sum(1 for verdict in replayed.values() if verdict.startswith("differs"))
+    services.close()
     engine.dispose()
     out = Console(width=None if sys.stdout.isatty() else 200)
     out.print(table)

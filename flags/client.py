@@ -15,7 +15,7 @@ import tempfile
 import threading
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from UnleashClient import UnleashClient  # type: ignore[attr-defined]
@@ -49,8 +49,30 @@ DEFAULTS: dict[Toggle, bool] = {
 }
 
 
+class ClientConfig(Protocol):
+    """The settings a flags client needs (app.core.settings.Settings has them)."""
+
+    @property
+    def unleash_url(self) -> str | None: ...
+
+    @property
+    def unleash_api_token(self) -> str | None: ...
+
+    @property
+    def flags_file(self) -> Path: ...
+
+
 class FlagClient:
     """Evaluates the migration's toggles for a tenant; never raises, never blocks a request."""
+
+    @classmethod
+    def from_settings(cls, config: ClientConfig) -> FlagClient:
+        """Unleash when UNLEASH_URL is set, else the local toggle file."""
+        return cls(
+            url=config.unleash_url,
+            api_token=config.unleash_api_token,
+            toggles_file=config.flags_file,
+        )
 
     def __init__(
         self,

@@ -12,9 +12,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from app.composition import Services
 from app.core.database import unit_of_work
 from app.core.security import InvalidToken, Principal, decode_token
-from app.services.tenant_service import TenantDirectory
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -27,10 +27,19 @@ class Forbidden(Exception):
     """403: a valid token without the right to do this."""
 
 
-def get_engine(request: Request) -> Engine:
+def services_of(request: Request) -> Services:
+    """The app's services (app/composition.py): the one place a request reaches app.state
+    for them."""
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(services_of)]
+
+
+def get_engine(services: ServicesDep) -> Engine:
     """The app's engine (one pool per process)."""
-    engine: Engine = request.app.state.engine
-    return engine
+    return services.engine
 
 
 async def current_principal(
@@ -41,7 +50,7 @@ async def current_principal(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise NotAuthenticated("missing bearer token")
     try:
-        principal = decode_token(request.app.state.settings.jwt_secret, credentials.credentials)
+        principal = decode_token(services_of(request).settings.jwt_secret, credentials.credentials)
     except InvalidToken as exc:
         raise NotAuthenticated(f"invalid token: {exc}") from None
     structlog.contextvars.bind_contextvars(user=principal.user_id, admin=principal.is_admin)
@@ -65,8 +74,7 @@ async def current_tenant(
     """The caller's tenant id, checked to exist (404 otherwise); bound to every log event."""
     if principal.user_id is None:
         raise Forbidden("this token has no tenant: use a user's token")
-    directory: TenantDirectory = request.app.state.tenants
-    await run_in_threadpool(directory.require, principal.user_id)
+    await run_in_threadpool(services_of(request).tenants.require, principal.user_id)
     # Bound here, in the request's own context, so every later event carries it.
     structlog.contextvars.bind_contextvars(tenant=principal.user_id)
     return principal.user_id

@@ -13,6 +13,7 @@ import time
 import jwt
 from fastapi import Request
 
+from app.api.deps import services_of
 from app.console.sessions import ConsoleSession, SessionStore
 from app.core.security import InvalidToken, decode_token
 
@@ -47,7 +48,7 @@ def admin_from_cookie(request: Request) -> ConsoleSession:
 def open_session(request: Request, token: str, ttl_seconds: int) -> str:
     """Check an admin token and open a session (its id is the cookie's value), ending when the
     token does or after `ttl_seconds`. InvalidToken when the token cannot open the console."""
-    principal = decode_token(request.app.state.settings.jwt_secret, token)
+    principal = decode_token(services_of(request).settings.jwt_secret, token)
     if not principal.is_admin:
         raise InvalidToken("not an admin token")
     # The signature and expiry were just checked: only `exp` is read here.
@@ -67,7 +68,7 @@ def _mac(request: Request, purpose: bytes, text: str = "") -> str:
     session_id = request.cookies.get(COOKIE, "")
     if not session_id:
         return ""
-    secret = request.app.state.settings.jwt_secret.encode()
+    secret = services_of(request).settings.jwt_secret.encode()
     message = purpose + session_id.encode() + b"\0" + text.encode()
     return hmac.new(secret, message, hashlib.sha256).hexdigest()
 

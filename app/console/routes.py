@@ -21,6 +21,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from app.api.deps import services_of
 from app.console.auth import (
     COOKIE,
     ConsoleLoginRequired,
@@ -113,9 +114,9 @@ def _rows(request: Request) -> RowCache:
     cache: RowCache | None = getattr(request.app.state, "console_rows", None)
     if cache is None:
         cache = RowCache(
-            request.app.state.engine,
-            request.app.state.flags.flags_for,
-            request.app.state.settings.legacy_sources,
+            services_of(request).engine,
+            services_of(request).flags.flags_for,
+            services_of(request).settings.legacy_sources,
         )
         request.app.state.console_rows = cache
     return cache
@@ -168,7 +169,7 @@ def login(
         log.warning("console.login_throttled", address=address)
         reason = f"too many failed sign-ins from {address}: try again in {wait} s"
         return _refused(request, 429, reason, **{"Retry-After": str(wait)})
-    ttl = request.app.state.settings.jwt_ttl_seconds
+    ttl = services_of(request).settings.jwt_ttl_seconds
     try:
         session_id = open_session(request, token.strip(), ttl)
     except InvalidToken as exc:
@@ -220,7 +221,7 @@ def overview_page(request: Request) -> HTMLResponse:
         cache=cache,
         refusals=int(INTERLOCK_REFUSALS._value.get()),
         audit=getattr(request.app.state, "console_audit", None),
-        paused=request.app.state.flags.is_enabled(Toggle.BACKFILL_PAUSE),
+        paused=services_of(request).flags.is_enabled(Toggle.BACKFILL_PAUSE),
     )
 
 
@@ -256,7 +257,7 @@ def tenants_page(
 @router.get("/tenants/{tenant_id}", response_class=HTMLResponse, response_model=None)
 def tenant_page(request: Request, tenant_id: int) -> Response:
     admin_from_cookie(request)
-    engine = request.app.state.engine
+    engine = services_of(request).engine
     try:  # one tenant: read fresh, and kept for its progress poll and the other pages
         rows = _rows(request).read_tenants([tenant_id])
     except UnknownTenants:
@@ -267,7 +268,7 @@ def tenant_page(request: Request, tenant_id: int) -> Response:
     samples = []
     with unit_of_work(engine, tenant_id) as session:
         for product in list_products(session, after=None, limit=12):
-            listed = request.app.state.images.list_images(session, product_id=product.id)
+            listed = services_of(request).images.list_images(session, product_id=product.id)
             samples.append(
                 {
                     "product": product,
@@ -280,7 +281,7 @@ def tenant_page(request: Request, tenant_id: int) -> Response:
     labels = (
         None
         if contracted
-        else label_reports(engine, [tenant_id], request.app.state.settings.legacy_sources)[0]
+        else label_reports(engine, [tenant_id], services_of(request).settings.legacy_sources)[0]
     )
     audit = getattr(request.app.state, "console_tenant_audits", {}).get(tenant_id)
     from backfill.enrich import metadata_report
@@ -352,7 +353,7 @@ async def enqueue_action(
     try:
         target = _tenant_or_none(tenant)
         tenants = await run_in_threadpool(
-            select_tenants, request.app.state.engine, [target] if target else None
+            select_tenants, services_of(request).engine, [target] if target else None
         )
     except (ValueError, UnknownTenants) as exc:
         return _back(request, f"refused: {exc}")
@@ -386,7 +387,7 @@ async def _one_tenant(request: Request, tenant: str | None, action: str) -> int:
     target = _tenant_or_none(tenant)
     if target is None:
         raise ValueError(f"tenant: {action} one tenant at a time from the console")
-    await run_in_threadpool(select_tenants, request.app.state.engine, [target])
+    await run_in_threadpool(select_tenants, services_of(request).engine, [target])
     return target
 
 
@@ -398,7 +399,7 @@ async def verify_action(
     check_csrf(request, csrf)
     try:
         target = await _one_tenant(request, tenant, "verify")
-        report = await run_in_threadpool(verify_tenant, request.app.state.engine, target)
+        report = await run_in_threadpool(verify_tenant, services_of(request).engine, target)
     except (ValueError, UnknownTenants, TenantContracted) as exc:
         return _back(request, f"refused: {exc}")
     log.info(
@@ -428,9 +429,9 @@ async def repair_action(
         result = await run_in_threadpool(
             partial(
                 repair_tenant,
-                request.app.state.engine,
+                services_of(request).engine,
                 target,
-                legacy_sources=request.app.state.settings.legacy_sources,
+                legacy_sources=services_of(request).settings.legacy_sources,
             )
         )
     except (ValueError, UnknownTenants, TenantContracted) as exc:
@@ -468,17 +469,17 @@ def flag_action(
         target = _tenant_or_none(tenant)
         if target is None:
             raise ValueError("tenant: give the tenant")
-        select_tenants(request.app.state.engine, [target])
+        select_tenants(services_of(request).engine, [target])
     except (ValueError, UnknownTenants) as exc:
         return _back(request, f"refused: {exc}")
     return _back(request, _set_toggle(request, toggle, target, enable == "on"))
 
 
 def _set_toggle(request: Request, toggle: str, tenant: int | None, on: bool) -> str:
-    engine = request.app.state.engine
+    engine = services_of(request).engine
     try:
         store = toggle_store(
-            request.app.state.settings, unverified=partial(unverified_tenants, engine)
+            services_of(request).settings, unverified=partial(unverified_tenants, engine)
         )
     except StoreUnavailable as exc:
         return f"refused: {exc}"
@@ -500,8 +501,8 @@ def _set_toggle(request: Request, toggle: str, tenant: int | None, on: bool) -> 
         return f"failed: {exc}"
     finally:
         store.close()
-    reload = getattr(request.app.state.flags, "reload", None)
-    if reload is not None and not request.app.state.settings.unleash_url:
+    reload = getattr(services_of(request).flags, "reload", None)
+    if reload is not None and not services_of(request).settings.unleash_url:
         reload()  # the file watcher would within a second; the page shows it at once
     log.info(
         "console.action", who=_who(request), action=toggle, tenant=tenant, on=on, result=result
@@ -530,7 +531,7 @@ async def audit_action(
 ) -> Response:
     admin_from_cookie(request)
     check_csrf(request, csrf)
-    engine = request.app.state.engine
+    engine = services_of(request).engine
     try:
         target = _tenant_or_none(tenant)
         tenants = await run_in_threadpool(select_tenants, engine, [target] if target else None)
@@ -539,7 +540,7 @@ async def audit_action(
 
     def run() -> list[TenantAudit]:
         return [
-            audit_tenant(engine, t, request.app.state.images, request.app.state.converters)
+            audit_tenant(engine, t, services_of(request).images, services_of(request).converters)
             for t in tenants
         ]
 
@@ -554,7 +555,7 @@ async def audit_action(
             "products": sum(a.products for a in audits),
             "leaking": {
                 name: sum(a.marketplaces[name].leaking for a in audits)
-                for name in request.app.state.converters
+                for name in services_of(request).converters
             },
         }
     leaking = sum(a.leaking for a in audits)

@@ -15,6 +15,8 @@ decodes into 100 MB. Measured peaks per pixel (docs/benchmarks.md, "Request budg
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import math
 from collections import deque
 from collections.abc import AsyncIterator
@@ -33,6 +35,26 @@ def decode_cost(pillow_format: str, width: int, height: int, *, progressive: boo
     if progressive and pillow_format in ("JPEG", "MPO"):
         per_pixel = PROGRESSIVE_JPEG_BYTES_PER_PIXEL
     return FLOOR_BYTES + math.ceil(width * height * per_pixel)
+
+
+def _malloc_trim() -> object:
+    name = ctypes.util.find_library("c")
+    try:
+        return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+    except OSError:
+        return None
+
+
+_TRIM = _malloc_trim()
+
+
+def return_freed_memory() -> None:
+    """Give the memory a decode freed back to the system (glibc's `malloc_trim`; nothing
+    elsewhere). Without it, glibc keeps freed decode buffers in the arenas of the threads
+    that used them (its mmap threshold grows after the first large free), and the process's
+    resident size creeps past the budget as eight threads each keep their own."""
+    if callable(_TRIM):
+        _TRIM(0)
 
 
 class DecodeBudget:

@@ -12,7 +12,7 @@ from uuid import uuid4
 import anyio.to_thread
 from PIL import Image, UnidentifiedImageError
 
-from app.services.decode_budget import DecodeBudget, decode_cost
+from app.services.decode_budget import DecodeBudget, decode_cost, return_freed_memory
 from app.storage.base import Storage
 
 RejectionReason = Literal[
@@ -131,7 +131,10 @@ class FileService:
         )
         header = await anyio.to_thread.run_sync(sniff)
         async with self.decode_budget.borrow(header.decode_cost):
-            await anyio.to_thread.run_sync(_check_intact, data)
+            try:
+                await anyio.to_thread.run_sync(_check_intact, data)
+            finally:  # before the next decode is let in, so the budget bounds resident memory
+                await anyio.to_thread.run_sync(return_freed_memory)
         return await anyio.to_thread.run_sync(self._store, data, header, key_prefix)
 
     def _store(self, data: bytes, header: SniffedImage, key_prefix: str) -> UploadedFile:

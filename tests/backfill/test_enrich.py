@@ -42,7 +42,6 @@ from backfill.enrich import (
     TenantEnrichment,
     enrich_tenants,
     metadata_report,
-    storage_bases,
 )
 from backfill.runner import RunOptions, run_tenant
 from tests.images_db import assert_representations_equal, insert_legacy_product
@@ -194,7 +193,7 @@ def service_for(settings: Settings) -> ProductImageService:
     return ProductImageService(
         legacy_sources=settings.legacy_sources,
         max_images=settings.max_images_per_product,
-        url_bases=storage_bases(settings),
+        url_bases=(settings.media_base_url, *settings.extra_image_url_bases),
     )
 
 
@@ -251,7 +250,7 @@ def failures(engine: Engine, tenant: int) -> dict[str, Any]:
 def enrich(
     engine: Engine, settings: Settings, tenant: int, options: EnrichOptions = FAST
 ) -> TenantEnrichment:
-    [result] = enrich_tenants(engine, settings, [tenant], options)
+    [result] = enrich_tenants(engine, service_for(settings), [tenant], options)
     return result
 
 
@@ -543,7 +542,7 @@ def test_an_image_deleted_between_the_read_and_the_write_is_skipped_safely(
             product_service.delete_product(session, gone_product)
 
     fetcher = MutatingFetcher(
-        storage_bases(media_settings),
+        service_for(media_settings).url_bases,
         FAST,
         after={
             urls[1]: delete(urls[1]),

@@ -46,7 +46,7 @@ MB = 1024 * 1024
 REFUSED_BODY_BUDGET = 20 * MB  # a 401 or 413 before the body: nothing of it held
 STREAMED_BODY_BUDGET = 40 * MB  # a chunked body cut off at its limit (multipart spools at 1 MB)
 # 8 worst-case uploads at once: the decode budget (256 MB) and what a request holds.
-CONCURRENT_DECODE_BUDGET = 320 * MB
+CONCURRENT_DECODE_BUDGET = 300 * MB
 # A client can push no more than the socket buffers (kernel and server) hold before the
 # refusal arrives: far below the body it announced.
 PUSHED_BEFORE_REFUSAL = 24 * MB

@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from procrastinate import App
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from app.api.deps import AdminPrincipal, EngineDep
+from app.api.deps import AdminPrincipal, EngineDep, services_of
 from app.api.errors import ERROR_RESPONSES
 from backfill.jobs import build_app, enqueue_backfills, enqueue_enrichments, register_tasks
 from backfill.status import tenant_status
@@ -21,7 +21,9 @@ def job_queue(request: Request) -> App:
     """The app's procrastinate app, on the app's own database (built on first use)."""
     queue: App | None = getattr(request.app.state, "job_queue", None)
     if queue is None:
-        queue = build_app(str(request.app.state.engine.url.render_as_string(hide_password=False)))
+        queue = build_app(
+            str(services_of(request).engine.url.render_as_string(hide_password=False))
+        )
         register_tasks(queue)
         request.app.state.job_queue = queue
     return queue

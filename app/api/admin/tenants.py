@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 from sqlalchemy import select
 
-from app.api.deps import AdminPrincipal, AdminSession, EngineDep
+from app.api.deps import AdminPrincipal, AdminSession, EngineDep, services_of
 from app.api.errors import ERROR_RESPONSES
 from app.api.products.schemas import NoNul
 from app.models import User
@@ -72,6 +72,6 @@ async def create(
         engine,
         email=str(body.email),
         display_name=body.display_name,
-        contract=request.app.state.settings.contract_new_tenants,
+        contract=services_of(request).settings.contract_new_tenants,
     )
     return _out(user)

@@ -13,7 +13,6 @@ from fastapi import (
     Depends,
     File,
     Form,
-    Request,
     Response,
     UploadFile,
     status,
@@ -21,7 +20,7 @@ from fastapi import (
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from app.api.deps import EngineDep, TenantId, TenantSession
+from app.api.deps import EngineDep, ServicesDep, TenantId, TenantSession
 from app.api.errors import ERROR_RESPONSES
 from app.api.products.schemas import NoNul, ProductIdPath
 from app.core.security import now_utc
@@ -53,21 +52,19 @@ AltText = Annotated[str, Field(max_length=MAX_ALT_TEXT), NoNul]
 Url = Annotated[str, Field(min_length=1, max_length=2048)]
 
 
-def image_service(request: Request) -> ProductImageService:
+def image_service(services: ServicesDep) -> ProductImageService:
     """The app's ProductImageService."""
-    service: ProductImageService = request.app.state.images
-    return service
+    return services.images
 
 
-def file_service(request: Request) -> FileService:
+def file_service(services: ServicesDep) -> FileService:
     """The app's FileService."""
-    service: FileService = request.app.state.files
-    return service
+    return services.files
 
 
-def media_lifecycle(request: Request) -> MediaLifecycle:
+def media_lifecycle(services: ServicesDep) -> MediaLifecycle:
     """Attach checks, quota and removal of stored objects, on the app's storage."""
-    return MediaLifecycle.of(request.app.state.settings, request.app.state.storage)
+    return services.media
 
 
 Images = Annotated[ProductImageService, Depends(image_service)]

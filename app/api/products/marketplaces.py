@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
-from app.api.deps import TenantSession
+from app.api.deps import TenantSession, services_of
 from app.api.errors import ERROR_RESPONSES
 from app.api.products.images import READ_PATH_HEADER
 from app.api.products.schemas import ErrorOut, ProductIdPath
@@ -61,7 +61,7 @@ def marketplace_payload(
 ) -> MarketplacePayloadOut:
     """The listing payload for this marketplace: labels excluded, photos in order (the first
     is the cover), the marketplace's rules applied."""
-    converter: MarketplaceConverter = request.app.state.converters[marketplace.value]
+    converter: MarketplaceConverter = services_of(request).converters[marketplace.value]
     built = converter.convert(session, product_id=product_id)
     response.headers[READ_PATH_HEADER] = built.read_path.value
     return MarketplacePayloadOut(

@@ -128,10 +128,24 @@ def worst_picture(kind: str) -> bytes:
     return buffer.getvalue()
 
 
+PIECE = 256 * 1024
+
+
 def push(port: int, head: bytes, body_bytes: int) -> tuple[int, int]:
     """Send `head`, then up to `body_bytes` of body, stopping as soon as the server answers;
     return its status and how many body bytes went out."""
-    chunk = b"0" * (256 * 1024)
+    return _send(port, head, b"0" * PIECE, body_bytes)
+
+
+def push_chunked(port: int, head: bytes, opening: bytes, body_bytes: int) -> tuple[int, int]:
+    """Like `push`, with the body in HTTP chunks (no length announced): `opening`, then
+    spaces (inside a file part, or JSON whitespace)."""
+    first_chunk = f"{len(opening):x}\r\n".encode() + opening + b"\r\n"
+    frame = f"{PIECE:x}\r\n".encode() + b" " * PIECE + b"\r\n"
+    return _send(port, head + first_chunk, frame, body_bytes)
+
+
+def _send(port: int, head: bytes, frame: bytes, body_bytes: int) -> tuple[int, int]:
     sent = 0
     with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
         sock.sendall(head)
@@ -142,13 +156,13 @@ def push(port: int, head: bytes, body_bytes: int) -> tuple[int, int]:
             if not writable:
                 raise AssertionError("the server neither read nor answered for 60 s")
             try:
-                sent += sock.send(chunk[: body_bytes - sent])
+                sock.sendall(frame)
             except (BrokenPipeError, ConnectionResetError):
                 break
+            sent += PIECE
         sock.settimeout(60)
         answer = sock.recv(65536)
-    status_line = answer.split(b"\r\n", 1)[0]
-    return int(status_line.split()[1]), sent
+    return int(answer.split(b"\r\n", 1)[0].split()[1]), sent
 
 
 def request_head(
@@ -164,30 +178,6 @@ def chunked_head(path: str, content_type: str, token: dict[str, str]) -> bytes:
     return request_head(path, content_type, None, token).replace(
         b"Transfer-Encoding: x", b"Transfer-Encoding: chunked"
     )
-
-
-def push_chunked(port: int, head: bytes, opening: bytes, body_bytes: int) -> tuple[int, int]:
-    """Like `push`, with the body in HTTP chunks (no length announced): `opening`, then
-    spaces (inside a file part, or JSON whitespace)."""
-    piece = 256 * 1024
-    frame = f"{piece:x}\r\n".encode() + b" " * piece + b"\r\n"
-    sent = 0
-    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
-        sock.sendall(head + f"{len(opening):x}\r\n".encode() + opening + b"\r\n")
-        while sent < body_bytes:
-            readable, writable, _ = select.select([sock], [sock], [], 60)
-            if readable:
-                break
-            if not writable:
-                raise AssertionError("the server neither read nor answered for 60 s")
-            try:
-                sock.sendall(frame)
-            except (BrokenPipeError, ConnectionResetError):
-                break
-            sent += piece
-        sock.settimeout(60)
-        answer = sock.recv(65536)
-    return int(answer.split(b"\r\n", 1)[0].split()[1]), sent
 
 
 def report(what: str, status: int, pushed: int, served: Served) -> None:

@@ -13,6 +13,8 @@ from pathlib import Path
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
+from app.images import IMAGE_KEYS
+
 SQL_DIR = Path(__file__).parent / "sql"
 
 
@@ -23,9 +25,36 @@ def sql(name: str) -> str:
 
 
 FUNCTIONS_SQL = sql("functions")
-"""DDL of the `public.pim_*` helper functions (CREATE OR REPLACE; applied by migration 0006)."""
+"""DDL of the `public.pim_*` helper functions (CREATE OR REPLACE; applied by 0006, 0010, 0013)."""
 
-PROJECT_PRODUCTS_SQL = sql("project_products")
+PROJECTION_SQL = sql("project_products")
+"""SELECT the normalised images of `:product_ids` that have no rows yet, as product_images
+rows (`product_id` and the IMAGE_KEYS columns)."""
+
+_RUNNER_ONLY = "-- runner only"
+
+
+def _every_listed_product(projection: str) -> str:
+    lines = projection.splitlines(keepends=True)
+    marked = [line for line in lines if line.rstrip().endswith(_RUNNER_ONLY)]
+    if len(marked) != 1:  # the file changed shape: fail at import, not in a verify
+        raise RuntimeError(f"project_products.sql: expected one line marked {_RUNNER_ONLY!r}")
+    return "".join(line for line in lines if line not in marked)
+
+
+PROJECTED_SQL = _every_listed_product(PROJECTION_SQL)
+"""The same projection of every listed product, rows or not (verify's expected side)."""
+
+ROW_COLUMNS = ("product_id", *IMAGE_KEYS)
+"""The columns of a product_images row the projection gives, in its order."""
+
+_COLUMN_LIST = ", ".join(f'"{column}"' for column in ROW_COLUMNS)
+
+PROJECT_PRODUCTS_SQL = (
+    f"WITH inserted AS (INSERT INTO product_images ({_COLUMN_LIST}) "
+    f"SELECT {_COLUMN_LIST} FROM ({PROJECTION_SQL}) AS projected RETURNING 1) "
+    "SELECT count(*) FROM inserted"
+)
 """Insert the images of `:product_ids` that have no rows yet; one row: the count inserted."""
 
 RECORD_REJECTIONS_SQL = sql("record_rejections")
@@ -39,13 +68,18 @@ def apply_functions(connection: Connection | Session) -> None:
     bind.exec_driver_sql(FUNCTIONS_SQL.replace("%", "%%"))
 
 
+def prepare_projection(connection: Connection | Session) -> None:
+    """Set what the projection needs for the rest of the caller's transaction."""
+    # pim_legacy_order reads float8 output as the shortest round-trip text (Python's repr),
+    # which PostgreSQL gives when extra_float_digits >= 1 (the default); pin it here.
+    connection.execute(text("SET LOCAL extra_float_digits = 1"))
+
+
 def project_products(
     connection: Connection | Session, product_ids: Sequence[int], legacy_sources: Sequence[str]
 ) -> int:
     """Insert the images of the listed products that have no rows yet; return rows inserted."""
-    # pim_legacy_order reads float8 output as the shortest round-trip text (Python's repr),
-    # which PostgreSQL gives when extra_float_digits >= 1 (the default); pin it here.
-    connection.execute(text("SET LOCAL extra_float_digits = 1"))
+    prepare_projection(connection)
     return int(
         connection.execute(
             text(PROJECT_PRODUCTS_SQL),

@@ -1,50 +1,72 @@
 """Verification across the shape change: the JSONB's normalised images against the table's
 rows, per product, set-based, in one snapshot; the result is recorded per tenant.
 
-The expected side is produced by the backfill's own projection SQL, run into temporary
-tables that shadow `product_images` and `rejected_image_elements` (`pg_temp` first on the
-search path), so there is one projection, not a second copy to keep in step.
+The expected side is the backfill's own projection SQL (backfill/sql/project_products.sql)
+run as a SELECT and joined, a chunk of products at a time, with the table's rows of the same
+products: one projection, not a second copy to keep in step. Only the expected rejections go
+into a temporary table (`pg_temp` first on the search path), by the backfill's own
+record_rejections.sql.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
 import structlog
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, RowMapping, text
 
 from app.core.database import quoted_schema, tenant_schema
 from app.core.settings import get_settings
 from app.images import IMAGE_KEYS, Image, row_to_image
 from app.images.differences import Difference, classify
 from app.repositories import migration_state
-from backfill.projection import project_products, record_rejections
+from backfill.projection import PROJECTED_SQL, ROW_COLUMNS, prepare_projection, record_rejections
 from backfill.tenants import is_contracted
 
 log = structlog.get_logger("backfill.verify")
 
-CHUNK = 20_000
+# Products per comparison: their expected and actual rows (5 to 30 each) are hashed in
+# memory by one join (docs/benchmarks.md, "Verify").
+CHUNK = 5_000
 MAX_DETAILED = 1_000
 
-# One text per product: the array of its rows, in order, each row a record of every image
-# key (timestamps in UTC). A record's text quotes a field that could be mistaken for a
-# separator and leaves NULL empty (an empty string is ""), so two different image lists
-# never give the same text (concat_ws skipped NULLs: (NULL, 500) and (500, NULL) collided).
-# Built from IMAGE_KEYS, so a new key is fingerprinted without anyone remembering to.
-_TIMESTAMPS = {"created_at", "updated_at"}
-_FINGERPRINTED = ", ".join(
-    f"{key} AT TIME ZONE 'UTC'" if key in _TIMESTAMPS else f'"{key}"' for key in IMAGE_KEYS
+# Both sides' rows of a chunk, joined on (product, image id). A product differs when one of
+# its rows is on one side only or differs in any image key: the records are compared field
+# by field, NULL-safe (IS DISTINCT FROM), so (NULL, 500) and (500, NULL) differ, and no text
+# or hash stands between them. Built from IMAGE_KEYS, so a new key is compared without
+# anyone remembering to. Over one product, "every row matches one row" is the same test as
+# the ordered list of its rows being equal: ids and orders are unique within a product on
+# both sides.
+_KEYS = ", ".join(f'"{key}"' for key in IMAGE_KEYS)
+_EXPECTED_RECORD = ", ".join(f'e."{key}"' for key in IMAGE_KEYS)
+_ACTUAL_RECORD = ", ".join(f'a."{key}"' for key in IMAGE_KEYS)
+
+
+def _comparison(schema: str) -> str:
+    return f"""
+WITH expected AS ({PROJECTED_SQL}),
+actual AS (
+  SELECT product_id, {_KEYS}
+  FROM {schema}.product_images
+  WHERE product_id = ANY(CAST(:product_ids AS bigint[]))
 )
-_FINGERPRINT = f"""
-SELECT product_id,
-       md5(array_agg(row({_FINGERPRINTED}) ORDER BY "order")::text) AS fingerprint
-FROM {{table}}
-{{where}}
-GROUP BY product_id
+SELECT count(e.id) AS expected_rows,
+       count(*) FILTER (WHERE e.is_label) AS expected_labels,
+       count(a.id) AS table_rows,
+       count(*) FILTER (WHERE a.is_label) AS labels,
+       coalesce(array_agg(DISTINCT coalesce(e.product_id, a.product_id))
+                  FILTER (WHERE ROW({_EXPECTED_RECORD}) IS DISTINCT FROM ROW({_ACTUAL_RECORD})),
+                '{{}}') AS mismatched
+FROM expected AS e
+FULL JOIN actual AS a ON a.product_id = e.product_id AND a.id = e.id
 """
+
+
+_COLUMNS = ", ".join(f'"{column}"' for column in ROW_COLUMNS)
 
 
 class TenantContracted(RuntimeError):
@@ -108,10 +130,9 @@ def verify_tenant(
         # The first read takes the snapshot: the generation it sees is what marking the
         # tenant verified compares against (migration_state.mark_verified).
         seen_generation = migration_state.drift_generation(connection, schema)
-        _expected_into_temp_tables(connection, schema, since)
-        _count(connection, schema, report, since)
-        _compare(connection, schema, report)
-        connection.rollback()  # the temp tables go with it
+        mismatched = _compare_chunks(connection, schema, report)
+        _classify(connection, schema, report, mismatched)
+        connection.rollback()  # the temporary table goes with it
     report.seconds = time.monotonic() - started
     _record(engine, schema, report, seen_generation)
     log.info(
@@ -128,10 +149,9 @@ def compare_into_report(connection: Connection, schema: str, report: Verificatio
     """The comparison (of the products updated since `report.since`, or all) inside the
     caller's transaction (the contract's guard), leaving no temporary table behind and the
     search path on the tenant's schema."""
-    _expected_into_temp_tables(connection, schema, report.since)
-    _count(connection, schema, report, report.since)
-    _compare(connection, schema, report)
-    connection.execute(text("DROP TABLE pg_temp.product_images, pg_temp.rejected_image_elements"))
+    mismatched = _compare_chunks(connection, schema, report)
+    _classify(connection, schema, report, mismatched)
+    connection.execute(text("DROP TABLE pg_temp.rejected_image_elements"))
     connection.execute(text(f"SET LOCAL search_path TO {schema}"))
 
 
@@ -147,10 +167,10 @@ def _scope(schema: str, since: str | None) -> str:
     )
 
 
-def _expected_into_temp_tables(connection: Connection, schema: str, since: str | None) -> None:
-    connection.execute(
-        text(f"CREATE TEMP TABLE product_images (LIKE {schema}.product_images) ON COMMIT DROP")
-    )
+def _compare_chunks(connection: Connection, schema: str, report: VerificationReport) -> list[int]:
+    """Count both sides and compare them, a chunk of products at a time (all, or those in
+    `report.since`'s scope), inside the caller's transaction; the expected rejections are
+    left in `pg_temp.rejected_image_elements`. Returns the products that differ, by id."""
     connection.execute(
         text(
             f"CREATE TEMP TABLE rejected_image_elements (LIKE {schema}.rejected_image_elements "
@@ -160,105 +180,77 @@ def _expected_into_temp_tables(connection: Connection, schema: str, since: str |
     connection.execute(
         text("CREATE UNIQUE INDEX ON pg_temp.rejected_image_elements (product_id, position)")
     )
-    # pg_temp first: the projection's unqualified table names now mean the temporary copies.
+    # pg_temp first: record_rejections.sql's unqualified report now means the temporary
+    # one; the projection reads only `products`, which pg_temp does not have.
     connection.execute(text(f"SET LOCAL search_path TO pg_temp, {schema}, public"))
-    legacy_sources = get_settings().legacy_sources
-    after = 0
-    params = {"since": since} if since else {}
-    while True:
-        ids = list(
-            connection.execute(
-                text(
-                    f"SELECT id FROM {schema}.products "
-                    f"{_scope(schema, since) or 'WHERE true'} AND id > :after ORDER BY id LIMIT :n"
-                ),
-                {**params, "after": after, "n": CHUNK},
-            ).scalars()
-        )
-        if not ids:
-            break
-        project_products(connection, ids, legacy_sources)
-        record_rejections(connection, ids, "verify")
-        after = ids[-1]
-
-
-def _count(
-    connection: Connection, schema: str, report: VerificationReport, since: str | None
-) -> None:
-    params = {"since": since} if since else {}
-    in_scope = f"product_id IN (SELECT id FROM {schema}.products {_scope(schema, since)})"
-    row = connection.execute(
+    prepare_projection(connection)
+    legacy_sources = list(get_settings().legacy_sources)
+    comparison = text(_comparison(schema))
+    mismatched: list[int] = []
+    for chunk in _chunks(connection, schema, report):
+        row = connection.execute(
+            comparison, {"product_ids": chunk, "legacy_sources": legacy_sources}
+        ).one()
+        report.expected_rows += int(row.expected_rows)
+        report.expected_labels += int(row.expected_labels)
+        report.table_rows += int(row.table_rows)
+        report.labels += int(row.labels)
+        mismatched.extend(row.mismatched)
+        record_rejections(connection, chunk, "verify")
+    rejected = connection.execute(
         text(
             f"""
-            SELECT
-              (SELECT count(*) FROM {schema}.products {_scope(schema, since)}) AS products,
-              (SELECT coalesce(sum(CASE jsonb_typeof(images)
-                                     WHEN 'array' THEN jsonb_array_length(images) ELSE 1 END), 0)
-                 FROM {schema}.products {_scope(schema, since)}) AS jsonb_elements,
-              (SELECT count(*) FROM {schema}.product_images WHERE {in_scope}) AS table_rows,
-              (SELECT count(*) FROM {schema}.product_images WHERE {in_scope} AND is_label)
-                AS labels,
-              (SELECT count(*) FROM pg_temp.product_images) AS expected_rows,
-              (SELECT count(*) FROM pg_temp.product_images WHERE is_label) AS expected_labels,
-              (SELECT count(*) FROM pg_temp.rejected_image_elements) AS rejected,
-              (SELECT count(*) FROM pg_temp.rejected_image_elements e
-                WHERE NOT EXISTS (SELECT 1 FROM {schema}.rejected_image_elements r
-                                  WHERE r.product_id = e.product_id AND r.position = e.position
-                                    AND r.reason = e.reason)) AS rejected_unreported
+            SELECT count(*) AS rejected,
+                   count(*) FILTER (WHERE NOT EXISTS (
+                     SELECT 1 FROM {schema}.rejected_image_elements AS r
+                     WHERE r.product_id = e.product_id AND r.position = e.position
+                       AND r.reason = e.reason)) AS rejected_unreported
+            FROM pg_temp.rejected_image_elements AS e
             """
-        ),
-        params,
-    ).one()
-    for name in (
-        "products",
-        "jsonb_elements",
-        "table_rows",
-        "labels",
-        "expected_rows",
-        "expected_labels",
-        "rejected",
-        "rejected_unreported",
-    ):
-        setattr(report, name, int(getattr(row, name)))
-
-
-def _compare(connection: Connection, schema: str, report: VerificationReport) -> None:
-    mismatched = _mismatched(connection, schema, report.since)
-    report.mismatched_products = len(mismatched)
-    for product_id in mismatched[:MAX_DETAILED]:
-        report.mismatches.extend(
-            classify(
-                product_id,
-                _images(connection, "pg_temp.product_images", product_id),
-                _images(connection, f"{schema}.product_images", product_id),
-            )
         )
+    ).one()
+    report.rejected = int(rejected.rejected)
+    report.rejected_unreported = int(rejected.rejected_unreported)
+    report.mismatched_products = len(mismatched)
+    return mismatched
 
 
-def _mismatched(connection: Connection, schema: str, since: str | None) -> list[int]:
-    """Products whose ordered fingerprints differ, or that exist on one side only (the
-    temporary tables hold the expected side)."""
-    expected = _FINGERPRINT.format(table="pg_temp.product_images", where="")
-    where = (
-        f"WHERE product_id IN (SELECT id FROM {schema}.products {_scope(schema, since)})"
-        if since
-        else ""
-    )
-    actual = _FINGERPRINT.format(table=f"{schema}.product_images", where=where)
-    return list(
-        connection.execute(
+def _chunks(connection: Connection, schema: str, report: VerificationReport) -> Iterator[list[int]]:
+    """The products in scope, CHUNK at a time by id; counts them and their JSONB elements
+    (an array's length, 1 for anything else) into the report on the way."""
+    params: dict[str, object] = {"since": report.since} if report.since else {}
+    after = 0
+    while True:
+        rows = connection.execute(
             text(
-                f"""
-                WITH e AS ({expected}), a AS ({actual})
-                SELECT coalesce(e.product_id, a.product_id) AS product_id
-                FROM e FULL JOIN a USING (product_id)
-                WHERE e.fingerprint IS DISTINCT FROM a.fingerprint
-                ORDER BY 1
-                """
+                "SELECT id, CASE jsonb_typeof(images) WHEN 'array' "
+                "THEN jsonb_array_length(images) ELSE 1 END AS elements "
+                f"FROM {schema}.products {_scope(schema, report.since) or 'WHERE true'} "
+                "AND id > :after ORDER BY id LIMIT :n"
             ),
-            {"since": since} if since else {},
-        ).scalars()
-    )
+            {**params, "after": after, "n": CHUNK},
+        ).all()
+        if not rows:
+            return
+        report.products += len(rows)
+        report.jsonb_elements += sum(int(row.elements) for row in rows)
+        after = rows[-1].id
+        yield [int(row.id) for row in rows]
+
+
+def _classify(
+    connection: Connection, schema: str, report: VerificationReport, mismatched: list[int]
+) -> None:
+    """Load the first MAX_DETAILED differing products' two sides and say how they differ."""
+    detailed = mismatched[:MAX_DETAILED]
+    if not detailed:
+        return
+    expected = _expected_images(connection, detailed)
+    actual = _actual_images(connection, schema, detailed)
+    for product_id in detailed:
+        report.mismatches.extend(
+            classify(product_id, expected.get(product_id, []), actual.get(product_id, []))
+        )
 
 
 def differing_products(engine: Engine, tenant_id: int, *, since: str | None = None) -> list[int]:
@@ -268,8 +260,9 @@ def differing_products(engine: Engine, tenant_id: int, *, since: str | None = No
     schema = quoted_schema(tenant_schema(tenant_id))
     with engine.connect() as connection:
         connection.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
-        _expected_into_temp_tables(connection, schema, since)
-        differing = set(_mismatched(connection, schema, since))
+        differing = set(
+            _compare_chunks(connection, schema, VerificationReport(tenant_id, since=since))
+        )
         differing.update(
             connection.execute(
                 text(
@@ -284,11 +277,32 @@ def differing_products(engine: Engine, tenant_id: int, *, since: str | None = No
     return sorted(differing)
 
 
-def _images(connection: Connection, table: str, product_id: int) -> list[Image]:
+def _expected_images(connection: Connection, product_ids: list[int]) -> dict[int, list[Image]]:
     rows = connection.execute(
-        text(f'SELECT * FROM {table} WHERE product_id = :id ORDER BY "order"'), {"id": product_id}
+        text(f'SELECT {_COLUMNS} FROM ({PROJECTED_SQL}) AS projected ORDER BY product_id, "order"'),
+        {"product_ids": product_ids, "legacy_sources": list(get_settings().legacy_sources)},
     ).mappings()
-    return [row_to_image(dict(row)) for row in rows]
+    return _by_product(rows)
+
+
+def _actual_images(
+    connection: Connection, schema: str, product_ids: list[int]
+) -> dict[int, list[Image]]:
+    rows = connection.execute(
+        text(
+            f"SELECT {_COLUMNS} FROM {schema}.product_images "
+            'WHERE product_id = ANY(CAST(:product_ids AS bigint[])) ORDER BY product_id, "order"'
+        ),
+        {"product_ids": product_ids},
+    ).mappings()
+    return _by_product(rows)
+
+
+def _by_product(rows: Iterable[RowMapping]) -> dict[int, list[Image]]:
+    images: dict[int, list[Image]] = {}
+    for row in rows:
+        images.setdefault(int(row["product_id"]), []).append(row_to_image(dict(row)))
+    return images
 
 
 def _record(engine: Engine, schema: str, report: VerificationReport, seen_generation: int) -> None:

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import Engine, text
 
 from app.core.database import tenant_schema, unit_of_work
+from app.core.settings import get_settings
+from app.images import Image, image_to_element, normalise_legacy
 from app.images.differences import EXTRA, FIELD_DIFFERS, MISSING, REORDERED
 from app.services.product_image_service import NewImage, ProductImageService
+from backfill import verify as verification
 from backfill.runner import RunOptions, run_tenant
 from backfill.verify import verified_at, verify_tenant
 from tests.backfill.test_runner import BASE, DIRTY, seed
-from tests.images_db import assert_representations_equal, insert_legacy_product
+from tests.images_db import assert_representations_equal, insert_legacy_product, table_elements
 
 
 def sql(engine: Engine, statement: str, **params: object) -> None:
@@ -146,3 +150,114 @@ def test_backfill_concurrent_with_api_writes_ends_verified(engine: Engine, tenan
     assert touched, "the writer ran during the backfill"
     for product in touched:  # written by the dual-write: both representations hold full rows
         assert_representations_equal(engine, tenant, product)
+
+
+def _drift_every_way(engine: Engine, tenant: int, products: list[int]) -> None:
+    """One product per kind of difference, spread over the tenant."""
+    schema = tenant_schema(tenant)
+    table = f"{schema}.product_images"
+    sql(engine, f"UPDATE {table} SET alt_text = 'by hand' WHERE product_id = :p", p=products[0])
+    sql(engine, f'UPDATE {table} SET "order" = 1 - "order" WHERE product_id = :p', p=products[6])
+    sql(
+        engine,
+        f'INSERT INTO {table} (id, product_id, url, "order") '
+        "VALUES (gen_random_uuid(), :p, 'http://elsewhere/x.jpg', 99)",
+        p=products[8],
+    )
+    sql(engine, f"DELETE FROM {table} WHERE product_id = :p", p=products[14])
+    sql(
+        engine,
+        f"UPDATE {table} SET file_size = NULL, width = 500 WHERE product_id = :p",
+        p=products[20],
+    )
+
+
+def test_verify_gives_the_same_report_whatever_the_chunk_size(
+    engine: Engine, tenant: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    products = seed(engine, tenant, copies=3)
+    run_tenant(engine, tenant, RunOptions())
+    _drift_every_way(engine, tenant, products)
+    whole = verify_tenant(engine, tenant)
+
+    monkeypatch.setattr(verification, "CHUNK", 4)  # 21 products: six chunks, one short
+    chunked = verify_tenant(engine, tenant)
+
+    counted = ("products", "jsonb_elements", "table_rows", "labels", "expected_rows")
+    assert [getattr(chunked, name) for name in counted] == [
+        getattr(whole, name) for name in counted
+    ]
+    assert (chunked.expected_labels, chunked.rejected, chunked.rejected_unreported) == (
+        whole.expected_labels,
+        whole.rejected,
+        whole.rejected_unreported,
+    )
+    assert chunked.mismatches == whole.mismatches
+    assert chunked.mismatched_products == whole.mismatched_products == 5
+
+
+def test_verify_finds_exactly_the_products_whose_ordered_rows_differ(
+    engine: Engine, tenant: int
+) -> None:
+    products = seed(engine, tenant, copies=3)
+    run_tenant(engine, tenant, RunOptions())
+    _drift_every_way(engine, tenant, products)
+
+    report = verify_tenant(engine, tenant)
+
+    # The definition verify's join stands for: a product's expected images (its JSONB,
+    # normalised in Python) and its rows, each in order, are two different lists.
+    differing = {
+        product
+        for product in products
+        if [image_to_element(image) for image in _normalised(engine, tenant, product)]
+        != table_elements(engine, tenant, product)
+    }
+    assert differing == {products[i] for i in (0, 6, 8, 14, 20)}
+    assert {m.product_id for m in report.mismatches} == differing
+    assert report.mismatched_products == len(differing)
+
+
+def test_verify_counts_what_the_tables_hold(engine: Engine, tenant: int) -> None:
+    seed(engine, tenant, copies=2)
+    run_tenant(engine, tenant, RunOptions())
+    schema = tenant_schema(tenant)
+
+    report = verify_tenant(engine, tenant)
+
+    with engine.connect() as connection:
+        row = connection.execute(
+            text(
+                f"""
+                SELECT (SELECT count(*) FROM {schema}.products) AS products,
+                       (SELECT sum(CASE jsonb_typeof(images) WHEN 'array'
+                                   THEN jsonb_array_length(images) ELSE 1 END)
+                          FROM {schema}.products) AS elements,
+                       (SELECT count(*) FROM {schema}.product_images) AS rows,
+                       (SELECT count(*) FROM {schema}.product_images WHERE is_label) AS labels,
+                       (SELECT count(*) FROM {schema}.rejected_image_elements) AS rejected
+                """
+            )
+        ).one()
+    assert (report.products, report.jsonb_elements) == (row.products, row.elements)
+    assert (report.table_rows, report.labels) == (row.rows, row.labels)
+    assert (report.expected_rows, report.expected_labels) == (row.rows, row.labels)
+    assert report.rejected == row.rejected
+    assert report.is_verified
+
+
+def _normalised(engine: Engine, tenant: int, product: int) -> tuple[Image, ...]:
+    with engine.connect() as connection:
+        row = connection.execute(
+            text(
+                f"SELECT images, source, created_at FROM {tenant_schema(tenant)}.products "
+                "WHERE id = :p"
+            ),
+            {"p": product},
+        ).one()
+    return normalise_legacy(
+        row.images,
+        product_id=product,
+        product_created_at=row.created_at,
+        is_legacy_source=row.source in get_settings().legacy_sources,
+    ).images

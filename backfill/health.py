@@ -61,7 +61,8 @@ _CHECKPOINTS = {
 
 def sample(connection: Connection, schema: str, limits: HealthLimits) -> HealthSample:
     """Read the server's health for a run on `schema` (ends the read's transaction)."""
-    version = int(connection.execute(text("SHOW server_version_num")).scalar_one())
+    # The dialect read the server's version when it connected: no round trip per batch.
+    version = connection.dialect.server_version_info or (0,)
     row = connection.execute(
         text(
             "SELECT "
@@ -73,7 +74,7 @@ def sample(connection: Connection, schema: str, limits: HealthLimits) -> HealthS
             " AND v.datid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
             " AND v.relid IN (to_regclass(:products), to_regclass(:images)) "
             " AND a.xact_start < now() - make_interval(secs => :after)) AS vacuums, "
-            f"{_CHECKPOINTS[version >= 170000]} AS checkpoints"
+            f"{_CHECKPOINTS[version >= (17,)]} AS checkpoints"
         ),
         {
             "products": f"{schema}.products",

@@ -131,10 +131,7 @@ class FileService:
         )
         header = await anyio.to_thread.run_sync(sniff)
         async with self.decode_budget.borrow(header.decode_cost):
-            try:
-                await anyio.to_thread.run_sync(_check_intact, data)
-            finally:  # before the next decode is let in, so the budget bounds resident memory
-                await anyio.to_thread.run_sync(return_freed_memory)
+            await anyio.to_thread.run_sync(_check_intact_then_trim, data)
         return await anyio.to_thread.run_sync(self._store, data, header, key_prefix)
 
     def _store(self, data: bytes, header: SniffedImage, key_prefix: str) -> UploadedFile:
@@ -261,6 +258,15 @@ def _check_intact(data: bytes) -> None:
             image.load()
     except Exception as exc:  # truncation is OSError, bad data anything from SyntaxError up
         raise _corrupt(exc) from None
+
+
+def _check_intact_then_trim(data: bytes) -> None:
+    """`_check_intact`, then the freed decode buffers given back, in the same thread and
+    before the budget lets the next decode in, so the budget bounds resident memory."""
+    try:
+        _check_intact(data)
+    finally:
+        return_freed_memory()
 
 
 def _corrupt(exc: Exception) -> UploadRejected:

@@ -10,11 +10,13 @@ from typing import Any
 
 import structlog
 from alembic.config import Config
+from alembic.util import CommandError
 from sqlalchemy import Connection, Engine, MetaData, create_engine, pool, text
 from sqlalchemy.exc import DBAPIError
 
 from app.core.database import quoted_schema, resolve_database_url, tenant_schema
 from app.core.settings import get_settings
+from migrations.guards import DISCARD_BACKUPS_KEY
 from migrations.scope import SCOPE_KEY, Scope
 
 log = structlog.get_logger("migrations")
@@ -25,8 +27,9 @@ BACKOFF_START_S = 1.0
 BACKOFF_CAP_S = 60.0
 
 
-class TenantMigrationFailed(RuntimeError):
-    """One or more schemas could not be migrated; the others are consistent."""
+class TenantMigrationFailed(CommandError):
+    """One or more schemas could not be migrated; the others are consistent. A CommandError:
+    the `alembic` command prints it as `FAILED: ...` and exits 1, without a traceback."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,8 @@ class MigrationRun:
     lock_retries: int = DEFAULT_LOCK_RETRIES
     # The contract history (alembic.ini [contract]) keeps its own version table per schema.
     version_table: str = "alembic_version"
+    # `-x discard_backups=true`: a downgrade may drop a tenant's image_backups.
+    discard_backups: bool = False
     engine: Engine | None = None
     sleep: Any = field(default=time.sleep, repr=False)
 
@@ -67,6 +72,7 @@ class MigrationRun:
             lock_retries=_int_option("lock_retries", attrs, x, DEFAULT_LOCK_RETRIES),
             version_table=config.get_section_option(section, "version_table", "alembic_version")
             or "alembic_version",
+            discard_backups=_bool_option("discard_backups", attrs, x),
             engine=attrs.get("engine"),
             sleep=attrs.get("sleep", time.sleep),
         )
@@ -96,6 +102,17 @@ def _int_option(name: str, attrs: Mapping[str, Any], x: Mapping[str, str], defau
     if value < 0:
         raise SystemExit(f"-x {name} must not be negative, got {value}")
     return value
+
+
+def _bool_option(name: str, attrs: Mapping[str, Any], x: Mapping[str, str]) -> bool:
+    """A yes/no from `config.attributes`, else `-x name=true|false`; false by default."""
+    raw: object = attrs.get(name)
+    if isinstance(raw, bool):
+        return raw
+    text_value = str(x.get(name, "false") if raw is None else raw).strip().lower()
+    if text_value not in ("true", "false", "yes", "no", "1", "0"):
+        raise SystemExit(f"-x {name} must be true or false, got {text_value!r}")
+    return text_value in ("true", "yes", "1")
 
 
 def _cli_command(config: Config) -> str:
@@ -182,9 +199,7 @@ def _migrate_schema(
     for attempt in range(run.lock_retries + 1):
         started = time.monotonic()
         try:
-            before, after = _migrate_once(
-                context, connection, metadata, schema, scope, run.version_table
-            )
+            before, after = _migrate_once(context, connection, metadata, schema, scope, run)
         except DBAPIError as exc:
             connection.rollback()
             if _sqlstate(exc) != LOCK_NOT_AVAILABLE:
@@ -231,10 +246,12 @@ def _migrate_once(
     metadata: MetaData,
     schema: str,
     scope: Scope,
-    version_table: str,
+    run: MigrationRun,
 ) -> tuple[str | None, str | None]:
     """One attempt, one transaction; returns the revision before and after."""
+    version_table = run.version_table
     connection.info[SCOPE_KEY] = scope
+    connection.info[DISCARD_BACKUPS_KEY] = run.discard_backups
     default_schema = connection.dialect.default_schema_name
     context.configure(
         connection=connection,

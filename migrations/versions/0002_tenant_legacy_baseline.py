@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
+from migrations.guards import refuse_to_drop_products
 from migrations.scope import tenant_schema
 
 revision: str = "0002"
@@ -53,4 +54,5 @@ def upgrade() -> None:
 
 @tenant_schema
 def downgrade() -> None:
+    refuse_to_drop_products()
     op.drop_table("products")

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
+from migrations.guards import refuse_if_contracted
 from migrations.scope import tenant_schema
 
 revision: str = "0003"
@@ -91,5 +92,6 @@ def upgrade() -> None:
 
 @tenant_schema
 def downgrade() -> None:
+    refuse_if_contracted("product_images")
     op.drop_table("rejected_image_elements")
     op.drop_table("product_images")

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
+from migrations.guards import refuse_if_contracted
 from migrations.scope import tenant_schema
 
 revision: str = "0004"
@@ -81,6 +82,7 @@ def upgrade() -> None:
 
 @tenant_schema
 def downgrade() -> None:
+    refuse_if_contracted("its migration state")
     op.drop_table("image_migration_state")
     op.drop_table("backfill_deferred")
     op.drop_table("backfill_runs")

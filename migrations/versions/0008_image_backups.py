@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
+from migrations.guards import refuse_if_contracted, refuse_to_drop_backups
 from migrations.scope import tenant_schema
 
 revision: str = "0008"
@@ -56,6 +57,8 @@ def upgrade() -> None:
 
 @tenant_schema
 def downgrade() -> None:
+    refuse_if_contracted("its backups")
+    refuse_to_drop_backups()
     op.drop_column("image_migration_state", "contracted_at")
     op.drop_column("image_migration_state", "canonical_at")
     op.drop_table("image_backup_rows")

@@ -136,6 +136,12 @@ def prepare(engine: Engine, tenant: int, command: Documented) -> None:
         if is_contracted(engine, tenant):
             migrate.uncontract(engine, tenant_ids=[tenant], lock_retries=0)
         migrate.upgrade(engine, tenant_ids=[tenant], lock_retries=0)
+        if command.verb == "downgrade" and "discard_backups" not in command.text:
+            # Where the runbook shows it (step 1, back): before any backup was taken; a
+            # tenant's backups are dropped only on purpose (tests/migrations/
+            # test_downgrade_guards.py).
+            for backup in steps.list_backups(engine, tenant):
+                steps.delete_backup(engine, tenant, backup.id)
 
 
 def test_the_documents_write_alembic_commands() -> None:

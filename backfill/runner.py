@@ -234,7 +234,7 @@ def _run(
                 result.yields += 1
                 controls.sleep(elapsed * options.yield_ratio)
             server = _wait_for_health(connection, schema, options, controls, result, server, log)
-            ahead = pace.ahead(monotonic(), result.images_inserted)
+            ahead = pace.wait(monotonic(), result.images_inserted)
             if ahead > 0:
                 controls.sleep(ahead)
         _retry_deferred(connection, schema, options, controls, result, log)
@@ -555,11 +555,16 @@ class _Pace:
         if rate != self.rate:
             self.rate, self.since, self.inserted_then = rate, now, inserted
 
-    def ahead(self, now: float, inserted: int) -> float:
-        """Seconds the run is ahead of its rate (to sleep), 0 or less when not."""
+    def wait(self, now: float, inserted: int) -> float:
+        """Seconds to sleep to stay within the rate. A run behind its rate (a pause, a
+        throttle, a yield, a slow batch) earns no credit: the count starts again from now,
+        so a rate is a ceiling at every moment, never an average to catch up on."""
         if not self.rate:
             return 0.0
-        return (inserted - self.inserted_then) / self.rate - (now - self.since)
+        ahead = (inserted - self.inserted_then) / self.rate - (now - self.since)
+        if ahead <= 0:
+            self.since, self.inserted_then = now, inserted
+        return max(ahead, 0.0)
 
 
 def _read_knobs(

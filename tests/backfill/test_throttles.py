@@ -63,6 +63,40 @@ def test_max_rate_holds_the_run_to_its_rate(engine: Engine, tenant: int, clock: 
     assert len(clock.sleeps) >= 7  # paced throughout, not one sleep at the end
 
 
+class PausingClock(HandClock):
+    """Paused (a second at a time, like the runner's wait) for `pause_s` seconds before the
+    `at`-th batch; remembers when it resumed."""
+
+    def __init__(self, at: int, pause_s: int) -> None:
+        super().__init__()
+        self.checks, self.at, self.pause_left = 0, at, pause_s
+        self.resumed_at: float | None = None
+
+    def is_paused(self) -> bool:
+        self.checks += 1
+        if self.checks >= self.at and self.pause_left > 0:
+            self.pause_left -= 1
+            return True
+        if self.checks >= self.at and self.resumed_at is None:
+            self.resumed_at = self.now
+        return False
+
+
+def test_a_long_pause_earns_no_burst_after_resume(
+    engine: Engine, tenant: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The pace once counted from the run's start: after a 100 s pause the run owed itself
+    # 1,200 images at 12 a second and sent the rest of the tenant at full speed.
+    seed(engine, tenant, products=40, images_each=3)
+    clock = PausingClock(at=3, pause_s=100)
+    monkeypatch.setattr(runner, "monotonic", clock.monotonic)
+    options = RunOptions(batch_size=5, max_rate=12.0, yield_ratio=0)
+    result = run_tenant(engine, tenant, options, controls=clock)
+    assert result.images_inserted == 120 and clock.resumed_at is not None
+    after_resume = 120 - 2 * 15  # two batches of 5 products x 3 images went before the pause
+    assert clock.now - clock.resumed_at >= (after_resume - 15) / 12.0 - 1e-6
+
+
 def test_without_a_rate_an_idle_run_never_sleeps(
     engine: Engine, tenant: int, clock: HandClock
 ) -> None:

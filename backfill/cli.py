@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -227,13 +228,25 @@ class RunProgress:
             self.bar.__exit__(None, None, None)
 
 
+def _since_option(raw: str | None) -> str | None:
+    """Refuse a `--since` PostgreSQL would guess at (exit 2, naming the option)."""
+    if raw is None:
+        return None
+    try:
+        return verification.checked_since(raw, datetime.now(UTC))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
 @cli.command()
 def verify(
     tenant: TenantOption = None,
     since: Annotated[
         str | None,
         typer.Option(
-            help="Only products updated, or written outside the dual-write, since (ISO 8601)"
+            help="Only products updated, or written outside the dual-write, since "
+            "(ISO 8601 with a time zone, e.g. 2026-11-25T08:00:00Z)",
+            callback=_since_option,
         ),
     ] = None,
 ) -> None:

@@ -114,6 +114,21 @@ class VerificationReport:
         return data
 
 
+def checked_since(raw: str, now: datetime) -> str:
+    """The `--since` of a partial verify as a timezone-aware ISO 8601 instant, or ValueError
+    with the reason: a date PostgreSQL would guess at ('yesterday', a naive time in the
+    server's time zone) or a time in the future (it would compare nothing and say clean)."""
+    try:
+        moment = datetime.fromisoformat(raw.strip())
+    except ValueError:
+        raise ValueError(f"{raw!r} is not an ISO 8601 time (e.g. 2026-11-25T08:00:00Z)") from None
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"{raw!r} has no time zone: add one (e.g. Z or +01:00)")
+    if moment > now:
+        raise ValueError(f"{raw!r} is in the future: it would compare no product")
+    return moment.isoformat()
+
+
 def verify_tenant(
     engine: Engine, tenant_id: int, *, since: str | None = None
 ) -> VerificationReport:
@@ -138,7 +153,10 @@ def verify_tenant(
     log.info(
         "verify.done",
         tenant=tenant_id,
-        verified=report.is_verified,
+        # Only a full pass verifies; a `--since` pass is clean or not.
+        verified=report.is_verified and report.since is None,
+        clean=report.is_verified,
+        since=report.since,
         mismatched_products=report.mismatched_products,
         seconds=round(report.seconds, 3),
     )

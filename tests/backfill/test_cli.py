@@ -240,3 +240,25 @@ def test_sigterm_stops_a_run_in_the_middle_of_a_wait(
     assert "backfill.stop_requested" in stderr
     assert image_rows(engine, tenant) == (waiting_with, waiting_with), "nothing after the stop"
     assert run_status(engine, tenant) == "interrupted"
+
+
+@pytest.mark.parametrize(
+    ("since", "reason"),
+    [
+        ("garbage", "not an ISO 8601 time"),
+        ("yesterday", "not an ISO 8601 time"),
+        ("2026-11-25T08:00:00", "no time zone"),
+        ("2999-01-01T00:00:00Z", "in the future"),
+    ],
+)
+def test_verify_since_refuses_a_time_it_would_have_to_guess(
+    database_url: str, tmp_path: Path, tenant: int, since: str, reason: str
+) -> None:
+    # PostgreSQL read 'yesterday' happily and 'garbage' as a traceback; a naive time is in
+    # the server's time zone and a future one compares nothing and says "clean".
+    result = backfill(
+        database_url, "verify", "--tenant", str(tenant), "--since", since, tmp=tmp_path
+    )
+    assert result.returncode == 2, result.stderr
+    assert "--since" in result.stderr and reason in result.stderr
+    assert "Traceback" not in result.stderr

@@ -3,9 +3,11 @@ rejection; drift is found, classified, and clears the verified state."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
 from app.core.database import tenant_schema, unit_of_work
@@ -15,7 +17,7 @@ from app.images.differences import EXTRA, FIELD_DIFFERS, MISSING, REORDERED
 from app.services.product_image_service import NewImage, ProductImageService
 from backfill import verify as verification
 from backfill.runner import RunOptions, run_tenant
-from backfill.verify import verified_at, verify_tenant
+from backfill.verify import checked_since, verified_at, verify_tenant
 from tests.backfill.test_runner import BASE, DIRTY, seed
 from tests.images_db import assert_representations_equal, insert_legacy_product, table_elements
 
@@ -261,3 +263,23 @@ def _normalised(engine: Engine, tenant: int, product: int) -> tuple[Image, ...]:
         product_created_at=row.created_at,
         is_legacy_source=row.source in get_settings().legacy_sources,
     ).images
+
+
+# Fixed offsets: what an operator types (a named zone's DST gap has no single instant).
+FIXED_OFFSETS = st.integers(-14 * 60, 14 * 60).map(lambda m: timezone(timedelta(minutes=m)))
+
+
+@given(st.datetimes(timezones=FIXED_OFFSETS))
+def test_checked_since_keeps_every_past_aware_instant(moment: datetime) -> None:
+    now = datetime(2100, 1, 1, tzinfo=UTC)
+    if moment > now:
+        with pytest.raises(ValueError, match="future"):
+            checked_since(moment.isoformat(), now)
+    else:
+        assert datetime.fromisoformat(checked_since(moment.isoformat(), now)) == moment
+
+
+@given(st.datetimes())
+def test_checked_since_refuses_a_naive_time(moment: datetime) -> None:
+    with pytest.raises(ValueError, match="no time zone"):
+        checked_since(moment.isoformat(), datetime(2100, 1, 1, tzinfo=UTC))

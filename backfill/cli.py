@@ -52,6 +52,10 @@ log = structlog.get_logger("backfill")
 TenantOption = Annotated[
     list[int] | None, typer.Option("--tenant", help="Tenant id (repeatable); default: all")
 ]
+# For the steps that change a tenant's shape: no default, every tenant is named.
+NamedTenantOption = Annotated[
+    list[int] | None, typer.Option("--tenant", help="Tenant id (repeatable; required)")
+]
 
 
 def _engine() -> Engine:
@@ -439,16 +443,22 @@ cli.add_typer(report, name="report")
 @report.command("labels")
 def report_labels(tenant: TenantOption = None) -> None:
     """What the label rule flags (JSONB, before) and what the table holds (after)."""
-    from backfill.labels import COUNTS, label_reports
+    from backfill.labels import (
+        CONTRACTED_COUNTS,
+        COUNTS,
+        contracted_label_reports,
+        label_reports,
+    )
 
     engine = _engine()
     tenants = [t for t in _tenants(engine, tenant) if is_ready(engine, t)]
     contracted = [t for t in tenants if is_contracted(engine, t)]
-    if contracted:
-        console.print(f"contracted tenants left out (no JSONB): {contracted}")
     tenants = [t for t in tenants if t not in contracted]
-    reports = label_reports(engine, tenants, get_settings().legacy_sources)
+    sources = get_settings().legacy_sources
+    reports = label_reports(engine, tenants, sources, skip_contracted=True)
+    table_only = contracted_label_reports(engine, contracted, sources)
     engine.dispose()
+    out = Console(width=None if sys.stdout.isatty() else 200)
     table = Table(title="labels: rule (before) and table (after)")
     table.add_column("tenant")
     for name in COUNTS:
@@ -458,7 +468,18 @@ def report_labels(tenant: TenantOption = None) -> None:
             str(row.tenant_id) if row.tenant_id is not None else "total",
             *(str(getattr(row, name)) for name in COUNTS),
         )
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
+    out.print(table)
+    if table_only:
+        shown = Table(title="contracted tenants: the table only (the rule's JSONB is gone)")
+        shown.add_column("tenant")
+        for name in CONTRACTED_COUNTS:
+            shown.add_column(name.replace("_", " "), justify="right")
+        for contracted_row in table_only:
+            shown.add_row(
+                str(contracted_row.tenant_id),
+                *(str(getattr(contracted_row, name)) for name in CONTRACTED_COUNTS),
+            )
+        out.print(shown)
 
 
 @cli.command()
@@ -759,7 +780,10 @@ def canonicalize(tenant: TenantOption = None) -> None:
 
 @cli.command()
 def contract(
-    tenant: TenantOption = None,
+    tenant: Annotated[
+        list[int] | None,
+        typer.Option("--tenant", help="Tenant id (repeatable); or --all"),
+    ] = None,
     all_tenants: Annotated[
         bool, typer.Option("--all", help="Every tenant (refused ones are listed)")
     ] = False,
@@ -786,7 +810,7 @@ def contract(
 
 
 @cli.command()
-def uncontract(tenant: TenantOption = None) -> None:
+def uncontract(tenant: NamedTenantOption = None) -> None:
     """Re-add products.images for these tenants, rebuilt from the table with every key.
     Same as `alembic -n contract -x tenant=N downgrade base`."""
     from app.core import migrate

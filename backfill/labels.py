@@ -31,6 +31,42 @@ class LabelReport:
 COUNTS = tuple(f.name for f in fields(LabelReport) if f.name != "tenant_id")
 
 
+@dataclass(frozen=True)
+class ContractedLabelReport:
+    """A contracted tenant's label counts: the table only (the rule's JSONB is gone)."""
+
+    tenant_id: int
+    legacy_products: int = 0
+    migrated_products: int = 0
+    table_labels: int = 0
+    labels_outside_rule: int = 0
+
+
+CONTRACTED_COUNTS = tuple(f.name for f in fields(ContractedLabelReport) if f.name != "tenant_id")
+
+
+def contracted_label_reports(
+    engine: Engine, tenant_ids: Sequence[int], legacy_sources: Sequence[str]
+) -> list[ContractedLabelReport]:
+    """What the table of each contracted tenant holds, in the label report's terms."""
+    reports = []
+    with engine.connect() as connection:
+        for tenant_id in tenant_ids:
+            connection.execute(
+                text(f"SET search_path TO {quoted_schema(tenant_schema(tenant_id))}, public")
+            )
+            row = connection.execute(
+                text(sql("label_report_contracted")), {"legacy_sources": list(legacy_sources)}
+            ).one()
+            reports.append(
+                ContractedLabelReport(
+                    tenant_id, **{n: int(getattr(row, n)) for n in CONTRACTED_COUNTS}
+                )
+            )
+            connection.rollback()
+    return reports
+
+
 def label_reports(
     engine: Engine,
     tenant_ids: Sequence[int],

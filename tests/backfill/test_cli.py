@@ -262,3 +262,17 @@ def test_verify_since_refuses_a_time_it_would_have_to_guess(
     assert result.returncode == 2, result.stderr
     assert "--since" in result.stderr and reason in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["contract", "uncontract"])
+def test_the_steps_that_need_named_tenants_do_not_offer_a_default(command: str) -> None:
+    # Their --help said "default: all" while a bare call is refused (exit 2).
+    from typer.testing import CliRunner
+
+    from backfill.cli import cli
+
+    shown = CliRunner().invoke(cli, [command, "--help"], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0
+    assert "default: all" not in shown.output
+    bare = CliRunner().invoke(cli, [command], env={"DATABASE_URL": "postgresql://x@127.0.0.1:1/x"})
+    assert bare.exit_code == 2

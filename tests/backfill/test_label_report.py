@@ -5,7 +5,9 @@ switches the rule off), needs review when it has exactly one image and no explic
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +15,8 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Connection, Engine, text
 
+from app.core import migrate
+from app.core.database import tenant_schema
 from app.images import normalise_legacy
 from backfill.labels import COUNTS
 from backfill.projection import project_products, sql
@@ -24,6 +28,8 @@ from tests.backfill.projection_harness import (
     to_json_text,
     use_schema,
 )
+from tests.backfill.test_cli import backfill
+from tests.backfill.test_contract import ready_tenant
 from tests.backfill.test_projection_differential import columns
 from tests.images.strategies import product_ids
 
@@ -167,3 +173,28 @@ def test_an_explicit_is_label_switches_the_rule_off_in_the_report_too(
         rule_labels,
         review_single_image,
     )
+
+
+def test_a_contracted_tenant_is_reported_from_its_table(
+    engine: Engine, make_tenant: Callable[[], int], database_url: str, tmp_path: Path
+) -> None:
+    # It was left out ("no JSONB"): the one tenant whose labels now only the table knows.
+    tenant = ready_tenant(engine, make_tenant)
+    migrate.contract(engine, tenant_ids=[tenant])
+    with engine.connect() as connection:
+        labels = connection.execute(
+            text(
+                f"SELECT count(DISTINCT product_id) FROM {tenant_schema(tenant)}.product_images "
+                "WHERE is_label"
+            )
+        ).scalar_one()
+    assert labels > 0
+
+    shown = backfill(database_url, "report", "labels", "--tenant", str(tenant), tmp=tmp_path)
+
+    assert shown.returncode == 0, shown.stderr
+    assert "contracted tenants: the table only" in shown.stdout
+    row = next(
+        line for line in shown.stdout.splitlines() if line.strip("│ ").startswith(str(tenant))
+    )
+    assert [cell.strip() for cell in row.strip("│").split("│")][3] == str(labels)

@@ -831,6 +831,37 @@ def uncontract(tenant: NamedTenantOption = None) -> None:
     console.print(f"uncontracted: {', '.join(map(str, tenants))}")
 
 
+@report.command("rejected")
+def report_rejected(tenant: TenantOption = None) -> None:
+    """Per tenant: the JSONB elements the table could not hold, counted by reason; then the
+    first 200 of them with the product, position, reason, detail and the raw element."""
+    engine = _engine()
+    tenants = [t for t in _tenants(engine, tenant) if is_ready(engine, t)]
+    counts, listed = status_queries.rejected_elements(engine, tenants)
+    engine.dispose()
+    out = Console(width=None if sys.stdout.isatty() else 200)
+    by_reason = Table(title="rejected elements by reason")
+    for column in ("tenant", "reason", "elements"):
+        by_reason.add_column(column)
+    for (tenant_id, reason), n in sorted(counts.items()):
+        by_reason.add_row(str(tenant_id), reason, str(n))
+    by_reason.add_row("total", "", str(sum(counts.values())))
+    out.print(by_reason)
+    shown = Table(title="rejected elements (first 200)")
+    for column in ("tenant", "product", "position", "reason", "detail", "raw"):
+        shown.add_column(column)
+    for element in listed:
+        shown.add_row(
+            str(element.tenant_id),
+            str(element.product_id),
+            str(element.position),
+            element.reason,
+            element.detail,
+            element.raw,
+        )
+    out.print(shown)
+
+
 @report.command("metadata")
 def report_metadata(tenant: TenantOption = None) -> None:
     """Per tenant: images with their metadata complete, pending, and failed by reason; then

@@ -224,3 +224,49 @@ def _status(row: Row[Any]) -> TenantStatus:
         is_backfilled=bool(row.is_backfilled),
         mismatches_last_hour=int(row.mismatches_last_hour),
     )
+
+
+@dataclass(frozen=True)
+class RejectedElement:
+    """One JSONB element the table could not hold, with the projection's reason."""
+
+    tenant_id: int
+    product_id: int
+    position: int
+    reason: str
+    detail: str
+    raw: str
+
+
+def rejected_elements(
+    engine: Engine, tenant_ids: Sequence[int], *, limit: int = 200
+) -> tuple[dict[tuple[int, str], int], list[RejectedElement]]:
+    """Per tenant and reason, how many elements were rejected; then the first `limit` of
+    them (tenant, product, position order), the raw element cut to 200 characters."""
+    counts: dict[tuple[int, str], int] = {}
+    listed: list[RejectedElement] = []
+    with engine.connect() as connection:
+        for tenant_id in tenant_ids:
+            schema = quoted_schema(tenant_schema(tenant_id))
+            for reason, n in connection.execute(
+                text(
+                    f"SELECT reason, count(*) FROM {schema}.rejected_image_elements "
+                    "GROUP BY reason ORDER BY reason"
+                )
+            ).all():
+                counts[(tenant_id, str(reason))] = int(n)
+            if len(listed) < limit:
+                rows = connection.execute(
+                    text(
+                        "SELECT product_id, position, reason, detail, left(raw::text, 200) AS raw "
+                        f"FROM {schema}.rejected_image_elements ORDER BY product_id, position "
+                        "LIMIT :n"
+                    ),
+                    {"n": limit - len(listed)},
+                )
+                listed += [
+                    RejectedElement(tenant_id, r.product_id, r.position, r.reason, r.detail, r.raw)
+                    for r in rows
+                ]
+            connection.rollback()  # per tenant: 1,000 schemas in one transaction run out of locks
+    return counts, listed

@@ -276,3 +276,35 @@ def test_the_steps_that_need_named_tenants_do_not_offer_a_default(command: str) 
     assert "default: all" not in shown.output
     bare = CliRunner().invoke(cli, [command], env={"DATABASE_URL": "postgresql://x@127.0.0.1:1/x"})
     assert bare.exit_code == 2
+
+
+def test_report_rejected_gives_each_rejected_element_its_reason(
+    database_url: str, engine: Engine, tenant: int, tmp_path: Path
+) -> None:
+    # The README promised the reasons; run and verify printed only a count.
+    from backfill.runner import RunOptions, run_tenant
+    from tests.backfill.test_runner import seed
+
+    seed(engine, tenant)
+    run_tenant(engine, tenant, RunOptions())
+    with engine.connect() as connection:
+        by_reason = dict(
+            connection.execute(
+                text(
+                    f"SELECT reason, count(*) FROM {tenant_schema(tenant)}.rejected_image_elements "
+                    "GROUP BY reason"
+                )
+            ).all()
+        )
+    assert by_reason
+
+    shown = backfill(database_url, "report", "rejected", "--tenant", str(tenant), tmp=tmp_path)
+
+    assert shown.returncode == 0, shown.stderr
+    rows = [[c.strip() for c in line.strip("│").split("│")] for line in shown.stdout.splitlines()]
+    assert {(r[1], r[2]) for r in rows if len(r) == 3 and r[0] == str(tenant)} == {
+        (reason, str(n)) for reason, n in by_reason.items()
+    }
+    assert sum(by_reason.values()) == sum(
+        1 for r in rows if len(r) == 6 and r[0] == str(tenant) and r[3] in by_reason
+    )

@@ -272,6 +272,12 @@ def _migrate_once(
             connection.execute(text(f"SET LOCAL search_path TO {quoted_schema(schema)}"))
             connection.dialect.default_schema_name = schema
             before = _current_revision(connection, schema, version_table)
+            if run.command == "current":
+                # Alembic's own display gives a bare revision per schema: name the schema.
+                heads = context.script.get_heads()
+                mark = " (head)" if before in heads else ""
+                context.config.print_stdout(f"{schema}: {before or 'none'}{mark}")
+                return before, before
             context.run_migrations()
             after = _current_revision(connection, schema, version_table)
         return before, after

@@ -167,5 +167,7 @@ def test_each_documented_alembic_command_runs_as_written(
     )
 
     assert ran.returncode == 0, f"{command.text}\n{ran.stderr[-3000:]}"
+    if command.verb == "current":  # each revision names its schema (it was a bare list)
+        assert re.search(rf"^user_{docs_tenant}: \w+", ran.stdout, flags=re.M), ran.stdout
     if command.history == "contract":
         assert is_contracted(docs_engine, docs_tenant) == (command.verb == "upgrade")

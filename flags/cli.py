@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 from functools import partial
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -183,9 +184,20 @@ def disable(toggle: ToggleArgument, tenant: TenantOption = None) -> None:
 
 
 @cli.command()
-def push() -> None:
-    """Create in Unleash the migration's toggles it does not have yet, as the toggle file
-    defines them (existing toggles are left as they are)."""
+def push(
+    source: Annotated[
+        Path | None,
+        typer.Option(
+            "--file",
+            exists=True,
+            dir_okay=False,
+            help="Toggle definitions (default: the tracked flags/toggles.json, never the "
+            "local FLAGS_FILE, whose flips target this machine's tenants)",
+        ),
+    ] = None,
+) -> None:
+    """Create in Unleash the migration's toggles it does not have yet, as the tracked
+    defaults define them (existing toggles are left as they are)."""
     settings = settings_or_exit(console, log_level="WARNING")
     if not settings.unleash_url:
         raise _fail("UNLEASH_URL: push creates the toggles on an Unleash server; it is not set")
@@ -194,7 +206,7 @@ def push() -> None:
     except StoreUnavailable as exc:
         raise _fail(str(exc)) from None
     try:
-        for feature in toggle_file.load(settings.flags_file).get("features", []):
+        for feature in toggle_file.load(source or toggle_file.DEFAULTS).get("features", []):
             name = str(feature.get("name"))
             if name not in {t.value for t in Toggle}:
                 continue

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The demo data with a tenant at every stage, for the console screenshots (README):
-# seeds an EMPTY database (`python -m app seed` refuses one with tenants), then
+# seeds an EMPTY database (it stages tenants 1-12 of a fresh seed, so it refuses a database
+# that already has tenants; `python -m app seed` alone only refuses a seed already applied),
+# then
 #   tenant 1 dual-write · 2 backfilled · 3-5 verified · 6-7 shadow · 8-11 live · 12 complete.
 # The flags are written to FLAGS_FILE: point it at a scratch copy, not flags/toggles.json.
 #
@@ -14,6 +16,15 @@ cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 tenants() { for i in "$@"; do printf -- '--tenant %s ' "$i"; done; }
 $PY -m app migrate
+users=$($PY -c 'from sqlalchemy import create_engine, text
+from app.core.database import resolve_database_url
+from app.core.settings import get_settings
+with create_engine(resolve_database_url(get_settings())).connect() as c:
+    print(c.execute(text("SELECT count(*) FROM public.users")).scalar_one())')
+if [ "$users" != 0 ]; then
+  echo "DATABASE_URL: $users tenant(s) already exist; this script needs an empty database" >&2
+  exit 2
+fi
 $PY -m app seed
 $PY -m backfill run $(tenants 2 3 4 5 6 7 8 9 10 11 12)
 $PY -m backfill verify $(tenants 3 4 5 6 7 8 9 10 11 12)

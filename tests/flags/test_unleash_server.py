@@ -5,11 +5,13 @@ while another tenant's do not; `flags disable` moves it back."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -19,6 +21,7 @@ from app.core.settings import PROJECT_ROOT, Settings
 from app.main import create_app
 from flags.admin_api import UnleashAdmin, UnleashAdminError
 from flags.client import Toggle
+from flags.toggle_file import DEFAULTS
 from tests.api.test_read_switch import migrated_tenant
 from tests.conftest import bearer
 from tests.unleash_harness import UnleashServer, UnleashUnavailable, running_unleash
@@ -38,7 +41,11 @@ def unleash(database_url: str) -> Iterator[UnleashServer]:
 
 
 def flags_cli(
-    database_url: str, server: UnleashServer, *args: str, admin_token: str | None = None
+    database_url: str,
+    server: UnleashServer,
+    *args: str,
+    admin_token: str | None = None,
+    **env: str,
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "flags", *args],
@@ -49,6 +56,7 @@ def flags_cli(
             "UNLEASH_URL": server.api_url,
             "UNLEASH_API_TOKEN": server.client_token,
             "UNLEASH_ADMIN_TOKEN": admin_token or server.admin_token,
+            **env,
         },
         capture_output=True,
         text=True,
@@ -77,12 +85,20 @@ def test_one_command_switches_one_tenant_through_a_real_unleash_and_back(
     settings: Settings,
     engine: Engine,
     make_tenant: Callable[[], int],
+    tmp_path: Path,
 ) -> None:
     target, target_product = migrated_tenant(engine, make_tenant, verify=True)
     other, other_product = migrated_tenant(engine, make_tenant, verify=True)
     unverified, _ = migrated_tenant(engine, make_tenant, verify=False)
+    # This machine's local toggle file has a flip: push once sent it to the server.
+    local = json.loads(DEFAULTS.read_text())
+    for feature in local["features"]:
+        if feature["name"] == Toggle.READ_TABLE.value:
+            feature["strategies"][0]["constraints"][0]["values"] = [str(target)]
+    flipped = tmp_path / "toggles.json"
+    flipped.write_text(json.dumps(local))
 
-    pushed = flags_cli(database_url, unleash, "push")
+    pushed = flags_cli(database_url, unleash, "push", FLAGS_FILE=str(flipped))
     assert pushed.returncode == 0, pushed.stderr
     assert "product-images.read-table: created" in pushed.stderr
     again = flags_cli(database_url, unleash, "push")

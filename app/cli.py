@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -262,10 +263,39 @@ def serve(
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
     workers: Annotated[int, typer.Option(min=1, max=64)] = 1,
 ) -> None:
-    """Serve the API."""
+    """Serve the API. With several workers, /metrics adds up every worker's metrics
+    (Prometheus multiprocess mode, in PROMETHEUS_MULTIPROC_DIR: emptied at start, a temporary
+    directory of this run's unless set)."""
+    import tempfile
+    from contextlib import ExitStack
+
     import uvicorn
 
-    uvicorn.run("app.asgi:app", host=host, port=port, workers=workers, log_config=None)
+    with ExitStack() as run:
+        directory = os.environ.get(METRICS_DIR_VARIABLE)
+        if directory:
+            _empty_metrics_dir(Path(directory))
+        elif workers > 1:
+            # Before any worker starts: prometheus_client picks its mode at import.
+            temporary = run.enter_context(tempfile.TemporaryDirectory(prefix="pim-metrics-"))
+            os.environ[METRICS_DIR_VARIABLE] = temporary
+            # Unset before the directory goes: anything this process starts afterwards (a
+            # test's subprocess, a second serve) must not inherit a path that is gone.
+            run.callback(os.environ.pop, METRICS_DIR_VARIABLE, None)
+        uvicorn.run("app.asgi:app", host=host, port=port, workers=workers, log_config=None)
+
+
+# Named here, not imported from app.core.metrics: importing prometheus_client in this process
+# before the variable is set would leave a single-worker server out of multiprocess mode.
+METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def _empty_metrics_dir(directory: Path) -> None:
+    """Create the directory, or remove a previous run's metric files from it (counters
+    would otherwise carry on from a run that is over)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
 
 
 @cli.command()

@@ -18,6 +18,7 @@ from app.services.image_paths import ImagePaths
 from app.services.marketplace import MarketplaceConverter
 from app.services.media_gc import MediaLifecycle
 from app.services.product_image_service import ProductImageService
+from app.services.read_origins import ReadOriginRecorder
 from app.services.tenant_service import TenantDirectory
 from app.storage.base import Storage
 from app.storage.factory import build_storage
@@ -37,6 +38,7 @@ class Services:
     files: FileService
     media: MediaLifecycle
     tenants: TenantDirectory
+    reads: ReadOriginRecorder
     owns_engine: bool = field(default=False, repr=False)
 
     @cached_property
@@ -45,8 +47,10 @@ class Services:
         return converters(self.images, self.settings)
 
     def close(self) -> None:
-        """Stop the flags client; dispose of the engine if it was made here."""
+        """Stop the flags client, write the last read figures; dispose of the engine if it
+        was made here."""
         self.flags.close()
+        self.reads.close()
         if self.owns_engine:
             self.engine.dispose()
 
@@ -66,11 +70,13 @@ def build(
         engine = make_engine(url) if pool_size is None else make_engine(url, pool_size=pool_size)
     storage = build_storage(settings)
     flags = FlagClient.from_settings(settings)
+    reads = ReadOriginRecorder(engine)
     images = ProductImageService(
         legacy_sources=settings.legacy_sources,
         max_images=settings.max_images_per_product,
         url_bases=image_url_bases(settings, storage),
         paths=ImagePaths(flags.flags_for),  # the kill switch holds for every writer
+        reads=reads,
     )
     files = FileService(
         storage,
@@ -87,5 +93,6 @@ def build(
         files=files,
         media=MediaLifecycle.of(settings, storage),
         tenants=TenantDirectory(engine),
+        reads=reads,
         owns_engine=owns_engine,
     )

@@ -16,7 +16,7 @@ publish, not a refusal."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import structlog
@@ -83,8 +83,10 @@ def audit_tenant(
     tenant_id: int,
     service: ProductImageService,
     converters: dict[str, MarketplaceConverter],
+    progress: Callable[[int], None] | None = None,
 ) -> TenantAudit:
-    """Build every marketplace's payload for every product of the tenant; count labels."""
+    """Build every marketplace's payload for every product of the tenant; count labels.
+    `progress` hears of each chunk of products (a job's, which may stop it by raising)."""
     audit = TenantAudit(tenant_id, marketplaces={name: MarketplaceAudit() for name in converters})
     after = 0
     while True:
@@ -129,6 +131,8 @@ def audit_tenant(
             break
         audit.products += len(products)
         after = products[-1].id
+        if progress is not None:
+            progress(len(products))
     log.info(
         "audit.tenant_done",
         tenant=tenant_id,

@@ -1,16 +1,20 @@
-"""Stop and pause for a running backfill: signals from the CLI, the pause toggle, job aborts."""
+"""Stop and pause for a running backfill: signals from the CLI, the pause toggle, job aborts,
+and an operator's pause, resume and cancel of one job run (`RunRequests`)."""
 
 from __future__ import annotations
 
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 
 import structlog
+from sqlalchemy import Engine
 
 from app.core.settings import Settings
+from backfill import job_runs
 from flags.client import FlagClient, Toggle
 
 log = structlog.get_logger("backfill")
@@ -106,3 +110,49 @@ class PauseToggle:
 def pause_toggle(settings: Settings) -> PauseToggle:
     """The pause toggle from Unleash (UNLEASH_URL) or the local toggle file."""
     return PauseToggle(FlagClient.from_settings(settings))
+
+
+class RunRequests:
+    """An operator's request for one job run (`public.job_runs.requested`: pause or cancel),
+    read at most once every `every` seconds: a run consults it between batches, so it takes
+    effect at the next batch. A pause seen or lifted is written back as the run's state."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        run_id: int,
+        *,
+        every: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.engine = engine
+        self.run_id = run_id
+        self.every = every
+        self.clock = clock
+        self._read_at: float | None = None
+        self._requested: str | None = None
+        self._paused = False
+
+    def requested(self) -> str | None:
+        """The request in force (read again when the last read is older than `every`)."""
+        now = self.clock()
+        if self._read_at is None or now - self._read_at >= self.every:
+            self._requested = job_runs.requested(self.engine, self.run_id)
+            self._read_at = now
+        return self._requested
+
+    def seen(self, requested: str | None) -> None:
+        """A request the job read along with its progress (no second query)."""
+        self._requested, self._read_at = requested, self.clock()
+
+    def is_cancelled(self) -> bool:
+        return self.requested() == "cancel"
+
+    def is_paused(self) -> bool:
+        """Paused by the operator; the run's state follows (paused, then running again)."""
+        paused = self.requested() == "pause"
+        if paused != self._paused:
+            self._paused = paused
+            job_runs.set_state(self.engine, self.run_id, "paused" if paused else "running")
+            log.info("backfill.run_paused" if paused else "backfill.run_resumed", run=self.run_id)
+        return paused

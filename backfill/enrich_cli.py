@@ -1,4 +1,4 @@
-"""`python -m backfill enrich`: fill image metadata from the stored objects (backfill/enrich.py).
+"""`python -m backfill enrich`: fill image metadata from the stored objects (backfill/enrich/).
 
 Registered on the backfill CLI with `cli.command("enrich")(enrich)`; runs on its own too:
 `python -m backfill.enrich_cli --help`.
@@ -27,6 +27,7 @@ from backfill.enrich import EnrichOptions, TenantEnrichment, enrich_tenants, pen
 from backfill.tenants import UnknownTenants, select_tenants
 
 console = Console(stderr=True)
+DEFAULTS = EnrichOptions()
 
 
 def enrich(
@@ -35,7 +36,7 @@ def enrich(
     ] = None,
     concurrency: Annotated[
         int, typer.Option(min=1, max=256, help="Objects read at once (HTTP connections)")
-    ] = 8,
+    ] = DEFAULTS.concurrency,
     max_rate: Annotated[
         float | None, typer.Option(min=0.1, help="HTTP requests per second, at most")
     ] = None,
@@ -45,6 +46,12 @@ def enrich(
     retry_failed: Annotated[
         bool, typer.Option("--retry-failed", help="Try again images with a recorded failure")
     ] = False,
+    batch_products: Annotated[
+        int,
+        typer.Option(
+            min=1, max=1000, help="Products per batch: read together, written in one transaction"
+        ),
+    ] = DEFAULTS.batch_products,
 ) -> None:
     """Fill images' type, size, pixels and alt text from the stored objects; resumable."""
     from app.composition import build
@@ -63,7 +70,11 @@ def enrich(
     if not flags.wait_until_ready(10.0):
         console.print(f"[yellow]flags: {flags.source} did not answer; using the defaults[/yellow]")
     options = EnrichOptions(
-        concurrency=concurrency, max_rate=max_rate, dry_run=dry_run, retry_failed=retry_failed
+        concurrency=concurrency,
+        max_rate=max_rate,
+        dry_run=dry_run,
+        retry_failed=retry_failed,
+        batch_products=batch_products,
     )
     controls = RunControls(is_paused=PauseToggle(flags).is_paused)
     with (

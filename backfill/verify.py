@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
@@ -129,10 +129,14 @@ def checked_since(raw: str, now: datetime) -> str:
     return moment.isoformat()
 
 
+Progress = Callable[[int], None]  # products compared in the chunk just done
+
+
 def verify_tenant(
-    engine: Engine, tenant_id: int, *, since: str | None = None
+    engine: Engine, tenant_id: int, *, since: str | None = None, progress: Progress | None = None
 ) -> VerificationReport:
-    """Compare both representations of every product (or those updated since a time)."""
+    """Compare both representations of every product (or those updated since a time);
+    `progress` hears of each chunk (a job's, which may stop the pass by raising)."""
     started = time.monotonic()
     schema = quoted_schema(tenant_schema(tenant_id))
     report = VerificationReport(tenant_id=tenant_id, since=since)
@@ -145,7 +149,7 @@ def verify_tenant(
         # The first read takes the snapshot: the generation it sees is what marking the
         # tenant verified compares against (migration_state.mark_verified).
         seen_generation = migration_state.drift_generation(connection, schema)
-        mismatched = _compare_chunks(connection, schema, report)
+        mismatched = _compare_chunks(connection, schema, report, progress)
         _classify(connection, schema, report, mismatched)
         connection.rollback()  # the temporary table goes with it
     report.seconds = time.monotonic() - started
@@ -185,7 +189,12 @@ def _scope(schema: str, since: str | None) -> str:
     )
 
 
-def _compare_chunks(connection: Connection, schema: str, report: VerificationReport) -> list[int]:
+def _compare_chunks(
+    connection: Connection,
+    schema: str,
+    report: VerificationReport,
+    progress: Progress | None = None,
+) -> list[int]:
     """Count both sides and compare them, a chunk of products at a time (all, or those in
     `report.since`'s scope), inside the caller's transaction; the expected rejections are
     left in `pg_temp.rejected_image_elements`. Returns the products that differ, by id."""
@@ -215,6 +224,8 @@ def _compare_chunks(connection: Connection, schema: str, report: VerificationRep
         report.labels += int(row.labels)
         mismatched.extend(row.mismatched)
         record_rejections(connection, chunk, "verify")
+        if progress is not None:
+            progress(len(chunk))
     rejected = connection.execute(
         text(
             f"""

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.api.deps import EngineDep, OptionalPrincipal
+from app.core.metrics import registry
 
 log = structlog.get_logger(__name__)
 router = APIRouter(tags=["health"])
@@ -26,8 +27,9 @@ def healthz() -> dict[str, str]:
 
 @metrics_router.get("/metrics", response_class=PlainTextResponse)
 def metrics() -> PlainTextResponse:
-    """Prometheus metrics of this process."""
-    return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus metrics: of every worker under multiprocess mode (PROMETHEUS_MULTIPROC_DIR,
+    set by `python -m app serve --workers N`), else of this process."""
+    return PlainTextResponse(generate_latest(registry()), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/readyz", responses={503: {"description": "Database unreachable"}})

@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from typing import Annotated
 
 import jwt
-from fastapi import Request
+from fastapi import Depends, Form, Request
 
 from app.api.deps import services_of
 from app.console.sessions import ConsoleSession, SessionStore
@@ -103,3 +104,13 @@ def signed_message(request: Request) -> str | None:
     if not expected or not _same(expected, signature):
         return None
     return message
+
+
+def _csrf_checked(request: Request, csrf: Annotated[str | None, Form(alias="csrf")] = None) -> None:
+    check_csrf(request, csrf)
+
+
+# The console's checks as typed dependencies: a route that changes state declares both, the
+# session first (no session: 403 "sign in", not a CSRF complaint).
+AdminCookie = Annotated[ConsoleSession, Depends(admin_from_cookie)]
+Csrf = Annotated[None, Depends(_csrf_checked)]

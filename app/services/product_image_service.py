@@ -13,14 +13,17 @@ import structlog
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from app.core.database import quoted_schema, session_schema
+from app.core.database import quoted_schema, session_schema, tenant_id_of
 from app.core.metrics import (
     DRIFT_FALLBACKS,
+    IMAGE_READ_ERRORS,
+    IMAGE_READ_SECONDS,
     IMAGE_READS,
     IMAGE_WRITES,
     SHADOW_COMPARISONS,
     SHADOW_MISMATCHES,
 )
+from app.core.read_origins import ReadOrigin
 from app.images import (
     Image,
     ImageNotFound,
@@ -42,6 +45,7 @@ from app.services.product_service import (
     lock_for_write,
     lock_product,
 )
+from app.services.read_origins import ReadOriginRecorder
 
 log = structlog.get_logger(__name__)
 
@@ -119,11 +123,13 @@ class ProductImageService:
         max_images: int,
         url_bases: Sequence[str],
         paths: ImagePaths | None = None,
+        reads: ReadOriginRecorder | None = None,
     ) -> None:
         self.legacy_sources = frozenset(legacy_sources)
         self.max_images = max_images
         self.url_bases = tuple(url_bases)
         self.paths = paths or ImagePaths()
+        self.reads = reads  # per-tenant read figures for the console (None: /metrics only)
 
     def check_url(self, url: str) -> str:
         """The URL if it is http(s) and under a storage base, else InvalidImageField."""
@@ -133,20 +139,38 @@ class ProductImageService:
 
     def list_images(self, session: Session, *, product_id: int) -> ImageList:
         """Every image of the product, in order, from the tenant's read path (and compared
-        with the other representation when the tenant is in shadow mode)."""
+        with the other representation when the tenant is in shadow mode); timed, and counted
+        by origin, failed or not (an unknown product is an answer, not a failure)."""
+        started = time.perf_counter()
         resolution = self.paths.resolution(session)
-        if resolution.shadow:
-            listed = self._shadow_read(session, product_id, resolution.read_path)
-        elif resolution.read_path is ReadPath.TABLE:
-            product = get_product(session, product_id)
-            listed = ImageList(product_images.load(session, product.id), ReadPath.TABLE)
-        else:
-            product = get_product(session, product_id)
-            listed = ImageList(
-                _served_jsonb(product.images, product.id, product.created_at), ReadPath.JSONB
-            )
+        origin = ReadOrigin.SHADOW if resolution.shadow else ReadOrigin(resolution.read_path)
+        failed = True
+        try:
+            listed = self._read(session, product_id, resolution.shadow, resolution.read_path)
+            failed = False
+        except ProductNotFound:
+            failed = False
+            raise
+        finally:
+            seconds = time.perf_counter() - started
+            IMAGE_READ_SECONDS.labels(origin=origin.value).observe(seconds)
+            if failed:
+                IMAGE_READ_ERRORS.labels(origin=origin.value).inc()
+            if self.reads is not None:
+                tenant_id = tenant_id_of(session_schema(session))
+                self.reads.record(tenant_id, origin, seconds, failed=failed)
         IMAGE_READS.labels(path=listed.read_path.value).inc()
         return listed
+
+    def _read(self, session: Session, product_id: int, shadow: bool, path: ReadPath) -> ImageList:
+        if shadow:
+            return self._shadow_read(session, product_id, path)
+        product = get_product(session, product_id)
+        if path is ReadPath.TABLE:
+            return ImageList(product_images.load(session, product.id), ReadPath.TABLE)
+        return ImageList(
+            _served_jsonb(product.images, product.id, product.created_at), ReadPath.JSONB
+        )
 
     def compare(self, session: Session, *, product_id: int) -> list[Difference]:
         """How the product's table rows differ from its JSONB right now (one snapshot)."""

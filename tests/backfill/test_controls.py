@@ -1,5 +1,6 @@
 """Stopping on signals, in real processes with real signals: whatever the run is doing when
-SIGINT/SIGTERM arrive, it stops, and only a second SIGINT aborts."""
+SIGINT/SIGTERM arrive, it stops, and only a second SIGINT aborts. An operator's pause and
+cancel of one job run are read from its row at most once a second, and its state follows."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ import subprocess
 import sys
 
 import pytest
+from sqlalchemy import Engine
 
 from app.core.settings import PROJECT_ROOT
+from backfill import job_runs
+from backfill.controls import RunRequests
 
 # A run waiting between batches as often as it can: the runner's rate-limit and yield
 # sleeps are `controls.sleep(x)` with x as small as it comes, back to back. It prints
@@ -89,3 +93,33 @@ def test_a_second_sigint_aborts_at_once() -> None:
         assert process.returncode != 0
         assert "KeyboardInterrupt" in stderr
         assert "stopped" not in stdout
+
+
+def test_a_runs_pause_and_cancel_are_read_at_most_once_a_second_and_its_state_follows(
+    engine: Engine, tenant: int
+) -> None:
+    with engine.begin() as connection:
+        run_id = job_runs.create(connection, tenant, "backfill", "test")
+    assert job_runs.start(engine, run_id) is not None
+    now = [0.0]
+    requests = RunRequests(engine, run_id, every=1.0, clock=lambda: now[0])
+    assert not requests.is_paused() and not requests.is_cancelled()
+
+    job_runs.request(engine, run_id, "pause")
+    assert not requests.is_paused(), "read again only once `every` has passed"
+    now[0] += 1.0
+    assert requests.is_paused()
+    run = job_runs.get(engine, run_id)
+    assert run is not None and run.state == "paused" and run.can_resume
+
+    job_runs.request(engine, run_id, "resume")
+    now[0] += 1.0
+    assert not requests.is_paused()
+    run = job_runs.get(engine, run_id)
+    assert run is not None and run.state == "running"
+
+    job_runs.request(engine, run_id, "cancel")
+    now[0] += 1.0
+    assert requests.is_cancelled()
+    with pytest.raises(job_runs.NotControllable, match="already asked to cancel"):
+        job_runs.request(engine, run_id, "cancel")

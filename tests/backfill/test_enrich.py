@@ -71,11 +71,13 @@ class Route:
 
 @dataclass
 class MediaServer:
-    """A threaded HTTP/1.1 server with byte ranges, counting every request per path."""
+    """A threaded HTTP/1.1 server with byte ranges, counting every request per path (and
+    the Range asked) and every connection opened."""
 
     routes: dict[str, Route] = field(default_factory=dict)
     requests: Counter[str] = field(default_factory=Counter)
-    ranges: list[str | None] = field(default_factory=list)
+    ranges: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Range)
+    connections: int = 0
     gate: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
     httpd: ThreadingHTTPServer | None = None
@@ -109,12 +111,17 @@ class MediaServer:
             def log_message(self, format: str, *args: Any) -> None:
                 return None
 
+            def setup(self) -> None:  # once per connection, however many requests it carries
+                super().setup()
+                with server.lock:
+                    server.connections += 1
+
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 with server.lock:
                     server.requests[path] += 1
                     seen = server.requests[path]
-                    server.ranges.append(self.headers.get("Range"))
+                    server.ranges.append((path, self.headers.get("Range")))
                 route = server.routes.get(path, Route(kind="missing"))
                 try:
                     self._answer(route, seen)

@@ -4,9 +4,10 @@ with the CLI's guards."""
 
 from __future__ import annotations
 
+import html
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,7 +22,6 @@ from app.console.state import RowCache
 from app.core import migrate
 from app.core.security import issue_token, now_utc
 from app.core.settings import Settings
-from app.main import create_app
 from backfill.labels import LabelReport, label_reports
 from backfill.runner import RunOptions, run_tenant
 from backfill.status import tenant_status
@@ -32,7 +32,8 @@ from flags.client import Toggle
 from flags.stages import Flags
 from tests.api.test_read_switch import migrated_tenant
 from tests.backfill.test_contract import ready_tenant
-from tests.conftest import TEST_SECRET
+from tests.backfill.test_jobs import real_worker, wait_for_run
+from tests.conftest import TEST_SECRET, bearer
 from tests.flags.test_client import write_toggles
 from tests.images_db import insert_legacy_product
 
@@ -41,20 +42,6 @@ BASE = "http://testserver/media"
 
 def admin_token(secret: str = TEST_SECRET) -> str:
     return issue_token(secret, user_id=None, is_admin=True, ttl=timedelta(hours=1), now=now_utc())
-
-
-@pytest.fixture
-def toggles(tmp_path: Path) -> Path:
-    path = tmp_path / "toggles.json"
-    write_toggles(path, [])
-    return path
-
-
-@pytest.fixture
-def console(settings: Settings, engine: Engine, toggles: Path) -> Iterator[TestClient]:
-    app = create_app(settings.model_copy(update={"flags_file": toggles}), engine)
-    with TestClient(app, base_url="http://testserver") as client:
-        yield client
 
 
 def sign_in(client: TestClient, token: str | None = None) -> str:
@@ -186,39 +173,77 @@ def test_the_tenant_page_shows_photos_with_the_label_apart_runs_and_rejections(
     assert console.get("/admin/tenants/999999").status_code == 404
 
 
-def test_actions_verify_switch_refuse_pause_queue_and_audit(
+Act = Callable[..., str]
+
+
+def actor(console: TestClient, csrf: str, referer: str = "http://testserver/admin") -> Act:
+    """Post an action; the message the page shows after it (status 200 after the redirect)."""
+
+    def act(path: str, **data: str) -> str:
+        response = console.post(
+            f"/admin/actions/{path}", data={"csrf": csrf, **data}, headers={"referer": referer}
+        )
+        assert response.status_code == 200, response.text
+        match = re.search(r'id="msg">([^<]*)<', response.text)
+        assert match, response.text
+        return html.unescape(match.group(1))
+
+    return act
+
+
+def refusal(console: TestClient, csrf: str, path: str, **data: str) -> str:
+    """Post an action the guards refuse; the reason the refusal page shows."""
+    response = console.post(f"/admin/{path}", data={"csrf": csrf, **data})
+    assert response.status_code in (400, 404, 409), response.text
+    match = re.search(r'id="reason">([^<]*)<', response.text)
+    assert match, response.text
+    return html.unescape(match.group(1))
+
+
+def run_of(message: str) -> int:
+    match = re.search(r"queued as run (\d+)", message)
+    assert match, message
+    return int(match.group(1))
+
+
+def test_actions_queue_jobs_switch_refuse_pause_and_log_who(
     console: TestClient,
     engine: Engine,
     make_tenant: Callable[[], int],
     toggles: Path,
     caplog: pytest.LogCaptureFixture,
+    database_url: str,
+    tmp_path: Path,
 ) -> None:
     caplog.set_level(logging.INFO)
     verified, _ = migrated_tenant(engine, make_tenant, verify=False)
     unverified, _ = migrated_tenant(engine, make_tenant, verify=False)
     csrf = sign_in(console)
+    act = actor(console, csrf)
 
-    def act(path: str, **data: str) -> str:
-        response = console.post(
-            f"/admin/actions/{path}",
-            data={"csrf": csrf, **data},
-            headers={"referer": "http://testserver/admin"},
-        )
-        assert response.status_code == 200, response.text
-        match = re.search(r'id="msg">([^<]*)<', response.text)
-        assert match
-        return match.group(1)
+    verify_run = run_of(act("verify", tenant=str(verified)))
+    assert "already queued" in act("verify", tenant=str(verified))
+    assert "not a tenant id" in refusal(console, csrf, "actions/verify", tenant="abc")
+    with real_worker(database_url, tmp_path, FLAGS_FILE=str(toggles)):
+        verify = wait_for_run(engine, verify_run)
+        audit_run = run_of(act("audit", tenant=str(verified)))
+        audit = wait_for_run(engine, audit_run)
+    assert verify.state == "done" and verify.result and verify.result["is_verified"]
+    assert audit.state == "done" and audit.result and audit.result["leaking"] == 0
+    runs = console.get(f"/admin/fragments/runs?tenant={verified}").text
+    assert f'id="run-{verify_run}"' in runs and "verified" in runs
+    page = console.get(f"/admin/tenants/{verified}").text
+    assert 'id="tenant-stage">verified<' in page
+    assert 'id="tenant-audit">Last audit' in page
 
-    assert "verified" in act("verify", tenant=str(verified))
     assert "read-table: tenants" in act("flag", tenant=str(verified), toggle="read-table")
     assert toggle_file.tenants(toggle_file.load(toggles), Toggle.READ_TABLE) == [verified]
-    refused = act("flag", tenant=str(unverified), toggle="read-table")
-    assert refused.startswith("refused") and "not verified" in refused
+    refused = refusal(console, csrf, "actions/flag", tenant=str(unverified), toggle="read-table")
+    assert "not verified" in refused
     assert toggle_file.tenants(toggle_file.load(toggles), Toggle.READ_TABLE) == [verified]
     assert "backfill-pause: on" in act("pause", paused="on")
     assert toggle_file.load(toggles)["features"][3]["enabled"] is True
     assert "backfill-pause: off" in act("pause", paused="off")
-    assert "refused" in act("verify", tenant="abc")
     assert "backfill queued for 1 tenant(s)" in act("backfill", tenant=str(unverified))
     assert "already queued" in act("backfill", tenant=str(unverified))
     with engine.connect() as connection:
@@ -236,9 +261,8 @@ def test_actions_verify_switch_refuse_pause_queue_and_audit(
         )
         connection.commit()
     assert queued == 1
-    assert "would publish a label" in act("audit", tenant=str(verified))
     actions = [r.msg for r in caplog.records if "console.action" in str(r.msg)]
-    assert len(actions) >= 6, "every action is logged with who and what"
+    assert len(actions) >= 8, "every action is logged with who and what"
     assert all("admin token" in str(a) for a in actions)
 
 
@@ -249,7 +273,7 @@ def test_an_action_shows_in_the_tenants_table_at_once_and_a_failed_refresh_is_sh
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(console_routes, "PAGE_SIZE", 100_000)  # one page, whatever else ran
-    tenant, _ = migrated_tenant(engine, make_tenant, verify=False)
+    tenant, _ = migrated_tenant(engine, make_tenant, verify=True)
     clock = [0.0]
     cache = install_cache(console, lambda: clock[0])
     csrf = sign_in(console)
@@ -257,15 +281,15 @@ def test_an_action_shows_in_the_tenants_table_at_once_and_a_failed_refresh_is_sh
     def listed(stage: str) -> list[str]:
         return re.findall(r'data-tenant="(\d+)"', console.get(f"/admin/tenants?stage={stage}").text)
 
-    assert str(tenant) in listed("backfilled")
+    assert str(tenant) in listed("verified")
     console.post(
-        "/admin/actions/verify",
-        data={"csrf": csrf, "tenant": str(tenant)},
+        "/admin/actions/flag",
+        data={"csrf": csrf, "tenant": str(tenant), "toggle": "shadow-compare", "enable": "on"},
         headers={"referer": "http://testserver/admin/tenants"},
     )
     # The rows are not stale (the fake clock has not moved): only the action's own read of
-    # the tenant can have moved it to "verified".
-    assert str(tenant) in listed("verified") and str(tenant) not in listed("backfilled")
+    # the tenant can have moved it to "shadow".
+    assert str(tenant) in listed("shadow") and str(tenant) not in listed("verified")
 
     def down(*_args: object, **_kwargs: object) -> list[object]:
         raise RuntimeError("connection refused")
@@ -342,7 +366,7 @@ def test_a_committed_action_stands_when_reading_its_row_fails(
     make_tenant: Callable[[], int],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    tenant, _ = migrated_tenant(engine, make_tenant, verify=False)
+    tenant, _ = migrated_tenant(engine, make_tenant, verify=True)
     csrf = sign_in(console)
 
     def failing(_self: RowCache, _tenant_ids: object) -> list[object]:
@@ -350,13 +374,13 @@ def test_a_committed_action_stands_when_reading_its_row_fails(
 
     monkeypatch.setattr(RowCache, "read_tenants", failing)
     response = console.post(
-        "/admin/actions/verify",
-        data={"csrf": csrf, "tenant": str(tenant)},
+        "/admin/actions/flag",
+        data={"csrf": csrf, "tenant": str(tenant), "toggle": "shadow-compare", "enable": "on"},
         headers={"referer": "http://testserver/admin"},
     )
-    assert response.status_code == 200 and f"tenant {tenant}: verified" in response.text
+    assert response.status_code == 200 and f"shadow-compare: tenants [{tenant}]" in response.text
     monkeypatch.undo()
-    listed = console.get("/admin/tenants?stage=verified").text  # every row read again
+    listed = console.get("/admin/tenants?stage=shadow").text  # every row read again
     assert f'data-tenant="{tenant}"' in listed
 
 
@@ -387,25 +411,34 @@ def test_the_repair_action_rebuilds_drifted_products_then_verify_passes(
             {"id": product},
         )
     csrf = sign_in(console)
+    act = actor(console, csrf, referer=f"http://testserver/admin/tenants/{tenant}")
 
-    def act(path: str, **data: str) -> str:
-        response = console.post(
-            f"/admin/actions/{path}",
-            data={"csrf": csrf, **data},
-            headers={"referer": f"http://testserver/admin/tenants/{tenant}"},
-        )
-        assert response.status_code == 200, response.text
-        match = re.search(r'id="msg">([^<]*)<', response.text)
-        assert match
-        return match.group(1)
-
-    assert "NOT verified" in act("verify", tenant=str(tenant))
+    assert not verify_tenant(engine, tenant).is_verified
     page = console.get(f"/admin/tenants/{tenant}").text
     assert 'id="repair"' in page
     assert "1 product(s) written outside the dual-write" in page
     assert f"<tr><td>{product}</td>" in page, "the changed product is listed"
     assert "verify found differences" in page
     assert "1 product(s) rebuilt" in act("repair", tenant=str(tenant))
-    assert "refused" in act("repair", tenant="abc")
-    assert act("verify", tenant=str(tenant)).endswith(": verified")
+    assert "not a tenant id" in refusal(console, csrf, "actions/repair", tenant="abc")
+    assert verify_tenant(engine, tenant).is_verified
     assert "0 product(s) written outside" in console.get(f"/admin/tenants/{tenant}").text
+
+
+def test_the_tenant_page_shows_its_reads_by_origin_over_the_last_hour(
+    console: TestClient, engine: Engine, make_tenant: Callable[[], int]
+) -> None:
+    tenant = make_tenant()
+    product = insert_legacy_product(engine, tenant, [{"url": f"{BASE}/a.jpg"}])
+    sign_in(console)
+    assert 'id="read-origins-none"' in console.get(f"/admin/tenants/{tenant}").text
+    for _ in range(3):
+        response = console.get(f"/api/products/{product}/images", headers=bearer(tenant))
+        assert response.status_code == 200, response.text
+    console.app.state.services.reads.flush()  # type: ignore[attr-defined]
+    page = console.get(f"/admin/tenants/{tenant}").text
+    row = re.search(r'<tr id="origin-jsonb"><td>jsonb</td>\s*<td class="num">(\d+)</td>', page)
+    assert row, page
+    # The three API reads, and the page's own sample read of the first view (it reads the
+    # tenant's products through the same path, and says so under the table).
+    assert int(row.group(1)) == 4

@@ -102,15 +102,15 @@ def test_a_message_in_the_url_is_shown_only_when_the_server_signed_it(
 def test_an_action_message_is_signed_and_shown(console: TestClient) -> None:
     csrf = sign_in(console)
     done = console.post(
-        "/admin/actions/verify",
-        data={"csrf": csrf, "tenant": "abc"},
+        "/admin/actions/pause",
+        data={"csrf": csrf, "paused": "off"},
         headers={"referer": "http://testserver/admin/tenants"},
         follow_redirects=False,
     )
     assert done.status_code == 303 and "sig=" in done.headers["location"]
     page = console.get(done.headers["location"])
     match = re.search(r'id="msg">([^<]*)<', page.text)
-    assert match and match.group(1).startswith("refused: tenant: not a tenant id")
+    assert match and match.group(1) == "backfill-pause: off"
     other_session = TestClient(console.app, base_url="http://testserver")
     sign_in(other_session)
     assert 'id="msg"' not in other_session.get(done.headers["location"]).text

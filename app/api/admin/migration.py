@@ -117,6 +117,7 @@ async def queue_backfill(
             max_rate=body.max_rate,
             dry_run=body.dry_run,
             procrastinate_app=job_queue(request),
+            engine=engine,
         )
     )
     return BackfillQueued(
@@ -148,6 +149,7 @@ async def queue_enrichment(
             max_rate=body.max_rate,
             retry_failed=body.retry_failed,
             procrastinate_app=job_queue(request),
+            engine=engine,
         )
     )
     return BackfillQueued(

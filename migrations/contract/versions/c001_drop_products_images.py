@@ -14,8 +14,14 @@ image_backups. All without blocking anyone; then take ACCESS EXCLUSIVE on produc
 lock_timeout, retried), check the verified state and the recent writes again, refresh the
 backup, and drop the column (a catalog change: no rewrite).
 
-The downgrade re-adds the column (a constant default: no rewrite), rebuilds every product's
-JSONB from its rows in batches with every key, and checks the counts.
+The downgrade (backfill/contract.py `uncontract`) gives the column back without holding the
+tenant: a staging column `images_rebuilding`, added nullable (catalogue only) with triggers
+that keep it in step with the rows, filled in batches that each commit on a connection of
+their own (the tenant stays contracted meanwhile: `products.images` does not exist), proved
+NOT NULL by a CHECK validated without blocking; then, in this migration's transaction, under
+a brief ACCESS EXCLUSIVE, renamed `images`, so the switch commits with the version table. An
+interrupted downgrade leaves the staging column (the tenant still contracted, still served
+from the table) and a rerun resumes from it.
 """
 
 from collections.abc import Sequence
@@ -24,7 +30,7 @@ from alembic import op
 from sqlalchemy import text
 
 from app.repositories import migration_state
-from backfill.contract import check_contract, rebuild_column
+from backfill.contract import check_contract, uncontract
 from migrations.scope import tenant_schema
 
 revision: str = "c001"
@@ -56,17 +62,4 @@ def upgrade() -> None:
 
 @tenant_schema
 def downgrade() -> None:
-    bind = op.get_bind()
-    schema = _schema()
-    bind.execute(
-        text(f"ALTER TABLE {schema}.products ADD COLUMN images jsonb NOT NULL DEFAULT '[]'")
-    )
-    rebuild_column(bind, schema)
-    if migration_state.has_safety_net(bind, schema):
-        migration_state.install_triggers(bind, schema)
-    bind.execute(
-        text(
-            f"UPDATE {schema}.image_migration_state SET contracted_at = NULL, "
-            "updated_at = now() WHERE id = 1"
-        )
-    )
+    uncontract(op.get_bind(), _schema())

@@ -1,0 +1,1 @@
+"""The `backfill` commands, one module per part of the road (registered by backfill/cli.py)."""

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import Connection, Engine, text
 
 from app.core.database import quoted_schema, tenant_schema
+from app.core.errors import DomainError
 
 # Owned by the migration state's repository; the backfill commands ask it through here.
 from app.repositories.migration_state import BACKFILL_TABLES, is_ready
@@ -14,10 +15,12 @@ from app.repositories.migration_state import BACKFILL_TABLES, is_ready
 __all__ = ["BACKFILL_TABLES", "UnknownTenants", "all_tenant_ids", "is_ready", "select_tenants"]
 
 
-class UnknownTenants(ValueError):
+class UnknownTenants(DomainError, ValueError):
     """Some requested tenant ids do not exist."""
 
+    validation = True
     field = "tenant_ids"
+    reason = "unknown_tenant"
 
     def __init__(self, tenant_ids: Sequence[int]) -> None:
         super().__init__(f"no tenant with id {', '.join(map(str, tenant_ids))}")

@@ -14,17 +14,23 @@ from sqlalchemy.orm import Session
 
 from app.composition import Services
 from app.core.database import unit_of_work
+from app.core.errors import DomainError
 from app.core.security import InvalidToken, Principal, decode_token
 
 _bearer = HTTPBearer(auto_error=False)
 
 
-class NotAuthenticated(Exception):
+class NotAuthenticated(DomainError):
     """401: no valid bearer token."""
 
+    status = 401
+    challenge = "Bearer"
 
-class Forbidden(Exception):
+
+class Forbidden(DomainError):
     """403: a valid token without the right to do this."""
+
+    status = 403
 
 
 def services_of(request: Request) -> Services:

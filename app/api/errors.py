@@ -14,17 +14,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from app.api.deps import Forbidden, NotAuthenticated
 from app.api.products.schemas import ErrorOut
-from app.images import ImageError, ImageNotFound
-from app.marketplaces import NoPublishablePhoto
-from app.services.file_service import UploadRejected
-from app.services.media_gc import MediaQuotaExceeded
-from app.services.product_image_service import LabelNotFound
-from app.services.product_service import ProductNotFound
-from app.services.tenant_service import EmailTaken, TenantNotFound
-from app.storage.base import StorageUnavailable
-from backfill.tenants import UnknownTenants
+from app.core.errors import DomainError
 
 log = structlog.get_logger(__name__)
 
@@ -72,7 +63,9 @@ def encodable(value: Any) -> Any:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Register the mapping from domain exceptions to status codes."""
+    """Register the mapping to status codes: FastAPI's validation errors, every domain error
+    (one handler: each says its status and field, app/core/errors.py), and the database
+    being out of reach."""
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -82,62 +75,9 @@ def install_error_handlers(app: FastAPI) -> None:
             status_code=422, content={"detail": encodable(jsonable_encoder(exc.errors()))}
         )
 
-    @app.exception_handler(NotAuthenticated)
-    async def _unauthenticated(_: Request, exc: NotAuthenticated) -> JSONResponse:
-        return _error(401, str(exc), **{"WWW-Authenticate": "Bearer"})
-
-    @app.exception_handler(Forbidden)
-    async def _forbidden(_: Request, exc: Forbidden) -> JSONResponse:
-        return _error(403, str(exc))
-
-    @app.exception_handler(TenantNotFound)
-    async def _no_tenant(_: Request, exc: TenantNotFound) -> JSONResponse:
-        return _error(404, str(exc))
-
-    @app.exception_handler(ProductNotFound)
-    async def _no_product(_: Request, exc: ProductNotFound) -> JSONResponse:
-        return _error(404, str(exc), field="product_id")
-
-    @app.exception_handler(ImageError)
-    async def _image_error(_: Request, exc: ImageError) -> JSONResponse:
-        if isinstance(exc, ImageNotFound):
-            return _error(404, exc.message, field=exc.field)
-        return _validation_error(422, exc.field, exc.message, type(exc).__name__)
-
-    @app.exception_handler(LabelNotFound)
-    async def _no_label(_: Request, exc: LabelNotFound) -> JSONResponse:
-        return _error(404, str(exc), field="label")
-
-    @app.exception_handler(NoPublishablePhoto)
-    async def _nothing_to_publish(_: Request, exc: NoPublishablePhoto) -> JSONResponse:
-        return JSONResponse(
-            status_code=409,
-            content=encodable(
-                {
-                    "detail": str(exc),
-                    "field": exc.field,
-                    "excluded": [vars(e) for e in exc.excluded],
-                }
-            ),
-        )
-
-    @app.exception_handler(UploadRejected)
-    async def _upload_rejected(_: Request, exc: UploadRejected) -> JSONResponse:
-        status = 413 if exc.reason == "too_large" else 422
-        return _validation_error(status, exc.field, str(exc), exc.reason)
-
-    @app.exception_handler(StorageUnavailable)
-    async def _storage_down(_: Request, exc: StorageUnavailable) -> JSONResponse:
-        log.error("storage.unavailable", error=str(exc))
-        return _error(503, f"image storage unavailable: {exc}", **{"Retry-After": "5"})
-
-    @app.exception_handler(UnknownTenants)
-    async def _unknown_tenants(_: Request, exc: UnknownTenants) -> JSONResponse:
-        return _validation_error(422, exc.field, str(exc), "unknown_tenant")
-
-    @app.exception_handler(EmailTaken)
-    async def _email_taken(_: Request, exc: EmailTaken) -> JSONResponse:
-        return _error(409, str(exc), field="email")
+    @app.exception_handler(DomainError)
+    async def _domain_error(_: Request, exc: DomainError) -> JSONResponse:
+        return domain_error_response(exc)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(PoolTimeout)
@@ -148,9 +88,28 @@ def install_error_handlers(app: FastAPI) -> None:
         log.error("database.unavailable", error=str(exc).splitlines()[0])
         return _error(503, "database unavailable, retry later", **{"Retry-After": "2"})
 
-    @app.exception_handler(MediaQuotaExceeded)
-    async def _quota_exceeded(_: Request, exc: MediaQuotaExceeded) -> JSONResponse:
-        return _validation_error(exc.status_code, exc.field, str(exc), exc.reason)
+
+def domain_error_response(exc: DomainError) -> JSONResponse:
+    """The answer to a domain error: its status, its field and why, in the validation shape
+    when it is one; Retry-After and WWW-Authenticate when it names them."""
+    if exc.status >= 500:
+        log.error("domain_error", error=type(exc).__name__, detail=exc.detail)
+    headers = {}
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(exc.retry_after)
+    if exc.challenge is not None:
+        headers["WWW-Authenticate"] = exc.challenge
+    if exc.validation:
+        response = _validation_error(exc.status, exc.field or "body", exc.detail, exc.reason)
+        response.headers.update(headers)
+        return response
+    if exc.extra():
+        return JSONResponse(
+            status_code=exc.status,
+            content=encodable({"detail": exc.detail, "field": exc.field, **exc.extra()}),
+            headers=headers or None,
+        )
+    return _error(exc.status, exc.detail, exc.field, **headers)
 
 
 def _is_connection_problem(exc: DBAPIError) -> bool:

@@ -5,18 +5,31 @@ from __future__ import annotations
 from collections.abc import Collection
 from uuid import UUID
 
+from app.core.errors import DomainError
 
-class ImageError(Exception):
-    """Base of every image domain error: which field was wrong and why."""
+
+class ImageError(DomainError):
+    """Base of every image domain error: which field was wrong and why (a 422 whose type is
+    the error's class name)."""
+
+    validation = True
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+        self.reason = type(self).__name__
+
+    @property
+    def detail(self) -> str:
+        return self.message
 
 
 class ImageNotFound(ImageError):
     """The product has no image with the given id."""
+
+    status = 404
+    validation = False
 
     def __init__(self, image_id: UUID) -> None:
         super().__init__("image_id", f"no image with id {image_id} on this product")

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
+from app.core.errors import DomainError
 from app.images import Image
 from app.images.operations import label_objects, stored_object
 from app.marketplaces.rules import MarketplaceRules
@@ -34,9 +36,11 @@ class PhotoSelection:
     excluded: tuple[Exclusion, ...]
 
 
-class NoPublishablePhoto(ValueError):
-    """A product left with no photo a marketplace may receive: never list it empty."""
+class NoPublishablePhoto(DomainError, ValueError):
+    """A product left with no photo a marketplace may receive: never list it empty (409,
+    with what was left out and why)."""
 
+    status = 409
     field = "images"
 
     def __init__(self, product_id: int, marketplace: str, excluded: Sequence[Exclusion]):
@@ -48,6 +52,9 @@ class NoPublishablePhoto(ValueError):
         self.product_id = product_id
         self.marketplace = marketplace
         self.excluded = tuple(excluded)
+
+    def extra(self) -> dict[str, Any]:
+        return {"excluded": [vars(e) for e in self.excluded]}
 
     @property
     def refused(self) -> tuple[Exclusion, ...]:

@@ -12,6 +12,7 @@ from uuid import uuid4
 import anyio.to_thread
 from PIL import Image, UnidentifiedImageError
 
+from app.core.errors import DomainError
 from app.services.decode_budget import DecodeBudget, decode_cost, return_freed_memory
 from app.storage.base import Storage
 
@@ -52,14 +53,18 @@ _EXTENSIONS = {
 }
 
 
-class UploadRejected(Exception):
-    """An upload refused before anything was stored; `reason` is a machine-readable code."""
+class UploadRejected(DomainError):
+    """An upload refused before anything was stored; `reason` is a machine-readable code
+    (413 when the file is too large, else 422)."""
+
+    validation = True
+    field = "file"
 
     def __init__(self, reason: RejectionReason, message: str) -> None:
         super().__init__(message)
-        self.field = "file"
         self.reason: RejectionReason = reason
         self.message = message
+        self.status = 413 if reason == "too_large" else 422
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from app.core.database import unit_of_work
+from app.core.errors import DomainError
 from app.core.settings import Settings
 from app.images.errors import ImageError, InvalidImageField
 from app.repositories import stored_media
@@ -49,10 +50,11 @@ class MissingStoredObject(ImageError):
         self.key = key
 
 
-class MediaQuotaExceeded(Exception):
+class MediaQuotaExceeded(DomainError):
     """An upload that would take the tenant past its storage quota; nothing was stored."""
 
-    status_code = 413
+    status = 413
+    validation = True
     field = "file"
     reason = "quota_exceeded"
 

@@ -14,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app.core.database import quoted_schema, session_schema, tenant_id_of
+from app.core.errors import DomainError
 from app.core.metrics import (
     DRIFT_FALLBACKS,
     IMAGE_READ_ERRORS,
@@ -52,9 +53,10 @@ log = structlog.get_logger(__name__)
 Change = Callable[[tuple[Image, ...]], tuple[Image, ...]]
 
 
-class LabelNotFound(LookupError):
+class LabelNotFound(DomainError, LookupError):
     """The product has no label image."""
 
+    status = 404
     field = "label"
 
     def __init__(self, product_id: int) -> None:

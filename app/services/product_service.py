@@ -9,13 +9,15 @@ from typing import Any
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session, undefer
 
+from app.core.errors import DomainError
 from app.models import Product
 from app.repositories.migration_state import CHANGED_PRODUCTS, WRITER_SETTING
 
 
-class ProductNotFound(LookupError):
+class ProductNotFound(DomainError, LookupError):
     """No product with this id in the caller's tenant."""
 
+    status = 404
     field = "product_id"
 
     def __init__(self, product_id: int) -> None:

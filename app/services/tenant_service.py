@@ -11,22 +11,28 @@ from sqlalchemy.orm import Session
 
 from app.core import migrate
 from app.core.database import quoted_schema, session_schema, unit_of_work
+from app.core.errors import DomainError
 from app.models import User
 from app.repositories import migration_state
 
 log = structlog.get_logger(__name__)
 
 
-class TenantNotFound(LookupError):
+class TenantNotFound(DomainError, LookupError):
     """No tenant has this id."""
+
+    status = 404
 
     def __init__(self, tenant_id: int) -> None:
         super().__init__(f"tenant {tenant_id} does not exist")
         self.tenant_id = tenant_id
 
 
-class EmailTaken(ValueError):
+class EmailTaken(DomainError, ValueError):
     """Another user already has this email."""
+
+    status = 409
+    field = "email"
 
 
 def create_tenant(

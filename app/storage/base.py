@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from app.core.errors import DomainError
+
 MAX_KEY_LENGTH = 512
 _KEY_CHARACTERS = re.compile(r"[A-Za-z0-9._/-]+")
 
@@ -24,8 +26,15 @@ class ObjectNotFound(StorageError):
         self.key = key
 
 
-class StorageUnavailable(StorageError):
+class StorageUnavailable(StorageError, DomainError):
     """The storage cannot be read or written right now (disk full, read-only, network)."""
+
+    status = 503
+    retry_after = 5
+
+    @property
+    def detail(self) -> str:
+        return f"image storage unavailable: {self}"
 
 
 class InvalidKey(StorageError, ValueError):

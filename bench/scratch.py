@@ -10,8 +10,8 @@ from contextlib import contextmanager
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
-from app.core.database import make_engine, sqlalchemy_url, tenant_schema
-from app.repositories.migration_state import declare_writer
+from app.core.database import make_engine, sqlalchemy_url
+from app.seed.bulk import insert_legacy_products
 
 
 @contextmanager
@@ -48,18 +48,12 @@ def create_users(engine: Engine, count: int) -> list[int]:
 
 def fill_products(engine: Engine, tenant: int, products: int, images: int) -> None:
     """Legacy products with `images` elements each; every fifth from pythonApiWOO."""
-    with engine.begin() as connection:
-        declare_writer(connection, "history")  # the history to migrate, not drift
-        connection.execute(
-            text(
-                f"INSERT INTO {tenant_schema(tenant)}.products (title, price, source, images) "
-                "SELECT 'item ' || g, 10,"
-                " CASE WHEN g % 5 = 0 THEN 'pythonApiWOO' ELSE 'stoflow' END,"
-                " (SELECT jsonb_agg(jsonb_build_object("
-                "    'url', 'https://cdn.example/' || g || '/' || k || '.jpg',"
-                "    'order', k, 'created_at', '2024-01-01T10:00:00Z'))"
-                "  FROM generate_series(0, :n - 1) k) FROM generate_series(1, :count) g"
-            ),
-            {"n": images, "count": products},
-        )
-        connection.execute(text(f"ANALYZE {tenant_schema(tenant)}.products"))
+    insert_legacy_products(
+        engine,
+        tenant,
+        products,
+        images_each=images,
+        base="https://cdn.example",
+        created_at="2024-01-01T10:00:00Z",
+        analyze=True,
+    )

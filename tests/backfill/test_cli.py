@@ -15,6 +15,7 @@ from sqlalchemy import Engine, text
 
 from app.core.database import tenant_schema
 from app.core.settings import PROJECT_ROOT
+from app.seed.bulk import insert_legacy_products
 
 BASE = "http://testserver/media"
 
@@ -51,19 +52,7 @@ def wait_until(condition: Callable[[], bool]) -> None:
 
 
 def many_products(engine: Engine, tenant: int, count: int, images_each: int = 5) -> None:
-    with engine.begin() as connection:
-        connection.execute(
-            text(
-                f"INSERT INTO {tenant_schema(tenant)}.products (title, price, source, images) "
-                "SELECT 'item ' || g, 10,"
-                " CASE WHEN g % 5 = 0 THEN 'pythonApiWOO' ELSE 'stoflow' END,"
-                " (SELECT jsonb_agg(jsonb_build_object("
-                "    'url', :base || '/' || g || '/' || k || '.jpg', 'order', k))"
-                "  FROM generate_series(0, :n - 1) k) "
-                "FROM generate_series(1, :count) g"
-            ),
-            {"base": BASE, "n": images_each, "count": count},
-        )
+    insert_legacy_products(engine, tenant, count, images_each=images_each, base=BASE)
 
 
 def image_rows(engine: Engine, tenant: int) -> tuple[int, int]:
@@ -96,7 +85,8 @@ def test_run_verify_status_from_the_command_line(
     assert image_rows(engine, tenant) == (150, 150)
 
 
-def test_unknown_tenant_is_exit_code_2(database_url: str, tmp_path: Path) -> None:
+def test_unknown_tenant_is_exit_code_2(database_url: str, engine: Engine, tmp_path: Path) -> None:
+    # `engine` migrates public: alone on its worker, this test met an unmigrated database.
     result = backfill(database_url, "run", "--tenant", "999999999", tmp=tmp_path)
     assert result.returncode == 2
     assert "--tenant" in result.stderr

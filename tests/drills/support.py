@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine, text
 
 from app.core.database import tenant_schema
-from app.repositories.migration_state import declare_writer
+from app.seed.bulk import insert_legacy_products
 from flags.client import TOGGLES_FILE, Toggle
 
 HANG_BOUND = 15.0  # seconds a single request may take before it counts as a hang
@@ -95,20 +95,7 @@ def seed_products(
     base: str = "http://testserver/media",
 ) -> None:
     """`count` products straight in SQL, `images_each` legacy images each (1 in 5 legacy)."""
-    with engine.begin() as connection:
-        declare_writer(connection, "history")  # the history to migrate, not drift
-        connection.execute(
-            text(
-                f"INSERT INTO {tenant_schema(tenant)}.products (title, price, source, images) "
-                "SELECT 'item ' || g, 10,"
-                " CASE WHEN g % 5 = 0 THEN 'pythonApiWOO' ELSE 'stoflow' END,"
-                " (SELECT jsonb_agg(jsonb_build_object("
-                "    'url', :base || '/' || g || '/' || k || '.jpg', 'order', k))"
-                "  FROM generate_series(0, :n - 1) k) "
-                "FROM generate_series(1, :count) g"
-            ),
-            {"base": base, "n": images_each, "count": count},
-        )
+    insert_legacy_products(engine, tenant, count, images_each=images_each, base=base)
 
 
 def table_invariants(engine: Engine, tenant: int) -> dict[str, int]:

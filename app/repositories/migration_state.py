@@ -155,7 +155,10 @@ def mark_verified(bind: Bind, schema: str, *, seen_generation: int, summary: str
     marked = bind.execute(
         text(
             f"UPDATE {schema}.image_migration_state SET verified_at = now(), "
-            "verification = CAST(:summary AS jsonb), updated_at = now() "
+            # The last drift's reason stays beside the new summary: the console shows when
+            # and why the tenant last drifted, verified again or not.
+            "verification = CAST(:summary AS jsonb) || jsonb_strip_nulls("
+            "jsonb_build_object('drift', verification -> 'drift')), updated_at = now() "
             "WHERE id = 1 AND drift_generation = :seen"
         ),
         {"summary": summary, "seen": seen_generation},

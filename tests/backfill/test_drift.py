@@ -308,6 +308,22 @@ def test_repair_rebuilds_the_drifted_products_and_verify_then_passes(
     assert verify_tenant(engine, tenant).is_verified
 
 
+def test_the_last_drift_keeps_its_reason_after_a_clean_verify(
+    engine: Engine, make_tenant: Callable[[], int]
+) -> None:
+    # The console shows "Last drift <when>: <why>"; a clean verify used to replace the
+    # verification summary whole and the reason with it ("Last drift ...: recorded").
+    tenant, product = verified_tenant(engine, make_tenant)
+    with engine.begin() as connection:
+        bypass_write(connection, tenant, product)
+    repair_tenant(engine, tenant, legacy_sources=SOURCES)
+    assert verify_tenant(engine, tenant).is_verified
+    with engine.connect() as connection:
+        last = migration_state.drift(connection, f"{tenant_schema(tenant)}")
+    assert last.found_at is not None
+    assert last.reason is not None and f"product {product}" in last.reason
+
+
 def test_repair_brings_back_rows_a_table_write_lost(
     engine: Engine, make_tenant: Callable[[], int]
 ) -> None:

@@ -23,6 +23,7 @@ from app.core.database import tenant_schema
 from app.core.settings import Settings
 from app.main import create_app
 from backfill import contract as steps
+from backfill import uncontract as uncontract_steps
 from backfill.tenants import is_contracted
 from backfill.verify import verify_tenant
 from migrations.tenancy import TenantMigrationFailed
@@ -188,7 +189,7 @@ def test_a_read_during_the_rebuild_waits_for_no_lock_and_still_comes_from_the_ta
     client: TestClient,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(steps, "BATCH", 2)
+    monkeypatch.setattr(uncontract_steps, "BATCH", 2)
     tenant, before = contracted_tenant(engine, make_tenant, copies=2)
     products = sorted(before)
     held = products[len(products) // 2]
@@ -213,7 +214,7 @@ def test_writes_during_the_rebuild_land_in_the_jsonb_it_gives_back(
     client: TestClient,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(steps, "BATCH", 2)
+    monkeypatch.setattr(uncontract_steps, "BATCH", 2)
     tenant, _ = contracted_tenant(engine, make_tenant, copies=3)
     products = product_ids(engine, tenant)
     middle = len(products) // 2 // 2 * 2  # the first product of a batch of 2
@@ -287,7 +288,7 @@ def test_an_interrupted_uncontract_resumes_where_it_stopped(
     client: TestClient,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(steps, "BATCH", 2)
+    monkeypatch.setattr(uncontract_steps, "BATCH", 2)
     tenant, _ = contracted_tenant(engine, make_tenant, copies=3)
     products = product_ids(engine, tenant)
     broken = products[-3]  # near the end: most of the rebuild is done when it breaks

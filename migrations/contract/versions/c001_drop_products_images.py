@@ -30,7 +30,8 @@ from alembic import op
 from sqlalchemy import text
 
 from app.repositories import migration_state
-from backfill.contract import check_contract, uncontract
+from backfill.contract import check_contract
+from backfill.uncontract import uncontract
 from migrations.scope import tenant_schema
 
 revision: str = "c001"

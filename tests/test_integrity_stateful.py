@@ -190,7 +190,7 @@ def integrity_machine(
             product_id=product.product_id,
             product_created_at=product.created_at,
             # The JSONB read path serves legacy history without the label rule (the leak the
-            # migration fixes): ProductImageService._served_jsonb.
+            # migration fixes): app.services.image_reads.served_jsonb.
             is_legacy_source=not as_served and product.source in legacy_sources,
         )
 

@@ -18,7 +18,8 @@ from app.marketplaces import (
 )
 from app.models import Product
 from app.services.image_paths import ReadPath
-from app.services.product_image_service import ImageList, ProductImageService
+from app.services.image_reads import ImageList
+from app.services.product_image_service import ProductImageService
 from app.services.product_service import get_product
 
 

@@ -1,5 +1,6 @@
 """ProductImageService: every image mutation, dual-written in one transaction under the
-product's row lock; reads from the representation the tenant's stage says."""
+product's row lock; its reads (from the representation the tenant's stage says) are
+app/services/image_reads.py."""
 
 from __future__ import annotations
 
@@ -10,21 +11,14 @@ from datetime import datetime
 from uuid import UUID, uuid4
 
 import structlog
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from app.core.database import quoted_schema, session_schema, tenant_id_of
+from app.core.database import quoted_schema, session_schema
 from app.core.errors import DomainError
 from app.core.metrics import (
     DRIFT_FALLBACKS,
-    IMAGE_READ_ERRORS,
-    IMAGE_READ_SECONDS,
-    IMAGE_READS,
     IMAGE_WRITES,
-    SHADOW_COMPARISONS,
-    SHADOW_MISMATCHES,
 )
-from app.core.read_origins import ReadOrigin
 from app.images import (
     Image,
     ImageNotFound,
@@ -33,15 +27,13 @@ from app.images import (
     normalise_legacy,
     operations,
 )
-from app.images.differences import Difference, compare_representations
 from app.images.operations import UNSET, Unset
 from app.images.urls import check_image_url
 from app.models import Product
 from app.repositories import migration_state, product_images, shadow_reads
-from app.repositories.shadow_reads import BothRepresentations
-from app.services.image_paths import ImagePaths, ReadPath
+from app.services.image_paths import ImagePaths
+from app.services.image_reads import ImageReads, served_jsonb
 from app.services.product_service import (
-    ProductNotFound,
     get_product,
     lock_for_write,
     lock_product,
@@ -78,14 +70,6 @@ class NewImage:
 
 
 @dataclass(frozen=True)
-class ImageList:
-    """A product's images and the representation that answered."""
-
-    images: tuple[Image, ...]
-    read_path: ReadPath
-
-
-@dataclass(frozen=True)
 class FoundMetadata:
     """What the enrichment read from one image's stored object (None: not read, kept)."""
 
@@ -115,8 +99,9 @@ class _NothingToWrite(Exception):
         self.images = images
 
 
-class ProductImageService:
-    """The product-image use cases. Methods take the session and never commit."""
+class ProductImageService(ImageReads):
+    """The product-image use cases: the reads (app/services/image_reads.py) and every
+    mutation, dual-written. Methods take the session and never commit."""
 
     def __init__(
         self,
@@ -127,123 +112,13 @@ class ProductImageService:
         paths: ImagePaths | None = None,
         reads: ReadOriginRecorder | None = None,
     ) -> None:
-        self.legacy_sources = frozenset(legacy_sources)
+        super().__init__(legacy_sources=legacy_sources, paths=paths, reads=reads)
         self.max_images = max_images
         self.url_bases = tuple(url_bases)
-        self.paths = paths or ImagePaths()
-        self.reads = reads  # per-tenant read figures for the console (None: /metrics only)
 
     def check_url(self, url: str) -> str:
         """The URL if it is http(s) and under a storage base, else InvalidImageField."""
         return check_image_url(url, self.url_bases)
-
-    # --- reads -------------------------------------------------------------------------
-
-    def list_images(self, session: Session, *, product_id: int) -> ImageList:
-        """Every image of the product, in order, from the tenant's read path (and compared
-        with the other representation when the tenant is in shadow mode); timed, and counted
-        by origin, failed or not (an unknown product is an answer, not a failure)."""
-        started = time.perf_counter()
-        resolution = self.paths.resolution(session)
-        origin = ReadOrigin.SHADOW if resolution.shadow else ReadOrigin(resolution.read_path)
-        failed = True
-        try:
-            listed = self._read(session, product_id, resolution.shadow, resolution.read_path)
-            failed = False
-        except ProductNotFound:
-            failed = False
-            raise
-        finally:
-            seconds = time.perf_counter() - started
-            IMAGE_READ_SECONDS.labels(origin=origin.value).observe(seconds)
-            if failed:
-                IMAGE_READ_ERRORS.labels(origin=origin.value).inc()
-            if self.reads is not None:
-                tenant_id = tenant_id_of(session_schema(session))
-                self.reads.record(tenant_id, origin, seconds, failed=failed)
-        IMAGE_READS.labels(path=listed.read_path.value).inc()
-        return listed
-
-    def _read(self, session: Session, product_id: int, shadow: bool, path: ReadPath) -> ImageList:
-        if shadow:
-            return self._shadow_read(session, product_id, path)
-        product = get_product(session, product_id)
-        if path is ReadPath.TABLE:
-            return ImageList(product_images.load(session, product.id), ReadPath.TABLE)
-        return ImageList(
-            _served_jsonb(product.images, product.id, product.created_at), ReadPath.JSONB
-        )
-
-    def compare(self, session: Session, *, product_id: int) -> list[Difference]:
-        """How the product's table rows differ from its JSONB right now (one snapshot)."""
-        both = shadow_reads.read_both(session, product_id)
-        if both is None:
-            raise ProductNotFound(product_id)
-        return self._differences(both)
-
-    def _differences(self, both: BothRepresentations) -> list[Difference]:
-        return compare_representations(
-            both.product_id,
-            both.raw_jsonb,
-            both.rows,
-            product_created_at=both.created_at,
-            is_legacy_source=is_legacy_source(both.source, self.legacy_sources),
-        )
-
-    def _shadow_read(self, session: Session, product_id: int, path: ReadPath) -> ImageList:
-        """Read both representations in one snapshot, compare, answer from `path`; a
-        mismatch is logged, counted and sampled, and while the tenant reads the table it is
-        drift: the tenant loses its verified state and this read already comes from the JSONB,
-        which the dual-write kept complete."""
-        both = shadow_reads.read_both(session, product_id)
-        if both is None:
-            raise ProductNotFound(product_id)
-        differences = self._differences(both)
-        served = ImageList(
-            _served_jsonb(both.raw_jsonb, both.product_id, both.created_at), ReadPath.JSONB
-        )
-        if not differences:
-            SHADOW_COMPARISONS.labels(outcome="match").inc()
-            return ImageList(both.rows, path) if path is ReadPath.TABLE else served
-        SHADOW_COMPARISONS.labels(outcome="mismatch").inc()
-        for difference in differences:
-            SHADOW_MISMATCHES.labels(kind=difference.kind).inc()
-            log.error(
-                "images.shadow_mismatch",
-                product=product_id,
-                kind=difference.kind,
-                detail=difference.detail,
-                jsonb_ids=list(difference.jsonb_ids),
-                table_ids=list(difference.table_ids),
-                read_path=path.value,
-            )
-        try:
-            with session.begin_nested():
-                shadow_reads.record_mismatches(session, both, differences, read_path=path.value)
-                # Verified claims "JSONB == table": a mismatch disproves it, whichever path
-                # answers. On a table-reading tenant the interlock moves reads back at once.
-                reason = f"shadow read of product {product_id}: {differences[0].kind}"
-                if shadow_reads.clear_verified(session, reason):
-                    DRIFT_FALLBACKS.labels(found_by="shadow-read").inc()
-                    log.error(
-                        "images.drift_fallback",
-                        product=product_id,
-                        kinds=sorted({d.kind for d in differences}),
-                        read_path_was=path.value,
-                        action="verified state cleared; reads stay on or go back to the JSONB",
-                    )
-        except SQLAlchemyError as exc:  # the read itself must still be answered
-            log.error("images.shadow_record_failed", product=product_id, error=str(exc))
-        return served
-
-    def get_product_photos(self, session: Session, *, product_id: int) -> ImageList:
-        """The images that may be published: no label, in order."""
-        listed = self.list_images(session, product_id=product_id)
-        return ImageList(operations.photos(listed.images), listed.read_path)
-
-    def get_label_image(self, session: Session, *, product_id: int) -> Image | None:
-        """The product's internal price-tag photo, if it has one."""
-        return operations.label(self.list_images(session, product_id=product_id).images)
 
     # --- mutations ---------------------------------------------------------------------
 
@@ -301,7 +176,7 @@ class ProductImageService:
         product = lock_product(session, product_id, with_images=resolution.writes_jsonb)
         urls: list[str] = []
         if resolution.writes_jsonb:
-            urls += (i.url for i in _served_jsonb(product.images, product.id, product.created_at))
+            urls += (i.url for i in served_jsonb(product.images, product.id, product.created_at))
         if resolution.writes_table or product_images.table_exists(session):
             urls += (image.url for image in product_images.load(session, product.id))
         return tuple(dict.fromkeys(urls))
@@ -490,11 +365,3 @@ def _find(images: tuple[Image, ...], image_id: UUID) -> Image:
         if image.id == image_id:
             return image
     raise ImageNotFound(image_id)
-
-
-def _served_jsonb(raw: object, product_id: int, created_at: datetime) -> tuple[Image, ...]:
-    """The JSONB as the backend serves it today: no label is known until a product is
-    migrated (by its first write or by the backfill), which is the bug being fixed."""
-    return normalise_legacy(
-        raw, product_id=product_id, product_created_at=created_at, is_legacy_source=False
-    ).images

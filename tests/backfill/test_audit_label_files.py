@@ -15,8 +15,9 @@ from app.marketplaces import NoPublishablePhoto, PhotoSelection
 from app.models import Product
 from app.services.converters import converters
 from app.services.image_paths import ImagePaths
+from app.services.image_reads import ImageList
 from app.services.marketplace import MarketplacePayload
-from app.services.product_image_service import ImageList, ProductImageService
+from app.services.product_image_service import ProductImageService
 from app.services.vinted.vinted_product_converter import VintedProductConverter
 from backfill.audit import audit_tenant
 from backfill.runner import RunOptions, run_tenant

@@ -28,9 +28,9 @@ from app.images import Image
 from app.images.operations import UNSET
 from app.images.validation import MAX_ALT_TEXT, MAX_TAG_LENGTH, MAX_TAGS, TAG_PATTERN
 from app.services.file_service import FileService
+from app.services.image_reads import ImageList
 from app.services.media_gc import MediaLifecycle
 from app.services.product_image_service import (
-    ImageList,
     LabelNotFound,
     NewImage,
     ProductImageService,

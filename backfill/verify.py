@@ -11,13 +11,16 @@ record_rejections.sql.
 from __future__ import annotations
 
 import json
+import queue
+import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
 import structlog
-from sqlalchemy import Connection, Engine, RowMapping, text
+from sqlalchemy import Connection, Engine, RowMapping, TextClause, text
 
 from app.core.database import quoted_schema, tenant_schema
 from app.core.settings import get_settings
@@ -32,6 +35,9 @@ log = structlog.get_logger("backfill.verify")
 # Products per comparison: their expected and actual rows (5 to 30 each) are hashed in
 # memory by one join (docs/benchmarks.md, "Verify").
 CHUNK = 5_000
+# Connections comparing at once, in one snapshot (the lead lists the chunks): about half the
+# wall time of one on a 2-core machine (docs/benchmarks.md, "Verify").
+WORKERS = 2
 MAX_DETAILED = 1_000
 
 # Both sides' rows of a chunk, joined on (product, image id). A product differs when one of
@@ -133,10 +139,18 @@ Progress = Callable[[int], None]  # products compared in the chunk just done
 
 
 def verify_tenant(
-    engine: Engine, tenant_id: int, *, since: str | None = None, progress: Progress | None = None
+    engine: Engine,
+    tenant_id: int,
+    *,
+    since: str | None = None,
+    progress: Progress | None = None,
+    workers: int = WORKERS,
 ) -> VerificationReport:
-    """Compare both representations of every product (or those updated since a time);
-    `progress` hears of each chunk (a job's, which may stop the pass by raising)."""
+    """Compare both representations of every product (or those updated since a time), on
+    `workers` connections sharing one snapshot; `progress` hears of each chunk, in the
+    caller's thread (a job's, which may stop the pass by raising)."""
+    if workers < 1:
+        raise ValueError(f"workers: {workers} is not a positive number of connections")
     started = time.monotonic()
     schema = quoted_schema(tenant_schema(tenant_id))
     report = VerificationReport(tenant_id=tenant_id, since=since)
@@ -149,9 +163,12 @@ def verify_tenant(
         # The first read takes the snapshot: the generation it sees is what marking the
         # tenant verified compares against (migration_state.mark_verified).
         seen_generation = migration_state.drift_generation(connection, schema)
-        mismatched = _compare_chunks(connection, schema, report, progress)
+        if workers == 1:
+            mismatched = _compare_chunks(connection, schema, report, progress)
+        else:
+            mismatched = _compare_in_parallel(engine, connection, schema, report, progress, workers)
         _classify(connection, schema, report, mismatched)
-        connection.rollback()  # the temporary table goes with it
+        connection.rollback()  # the temporary tables go with it
     report.seconds = time.monotonic() - started
     _record(engine, schema, report, seen_generation)
     log.info(
@@ -198,6 +215,20 @@ def _compare_chunks(
     """Count both sides and compare them, a chunk of products at a time (all, or those in
     `report.since`'s scope), inside the caller's transaction; the expected rejections are
     left in `pg_temp.rejected_image_elements`. Returns the products that differ, by id."""
+    comparison = _prepare_comparison(connection, schema)
+    mismatched: list[int] = []
+    for chunk in _chunks(connection, schema, report):
+        mismatched.extend(_compare_chunk(connection, comparison, chunk, report))
+        if progress is not None:
+            progress(len(chunk))
+    _count_rejections(connection, schema, report)
+    report.mismatched_products = len(mismatched)
+    return mismatched
+
+
+def _prepare_comparison(connection: Connection, schema: str) -> TextClause:
+    """The temporary rejections table and the search path, in the caller's transaction;
+    the comparison statement."""
     connection.execute(
         text(
             f"CREATE TEMP TABLE rejected_image_elements (LIKE {schema}.rejected_image_elements "
@@ -211,21 +242,28 @@ def _compare_chunks(
     # one; the projection reads only `products`, which pg_temp does not have.
     connection.execute(text(f"SET LOCAL search_path TO pg_temp, {schema}, public"))
     prepare_projection(connection)
-    legacy_sources = list(get_settings().legacy_sources)
-    comparison = text(_comparison(schema))
-    mismatched: list[int] = []
-    for chunk in _chunks(connection, schema, report):
-        row = connection.execute(
-            comparison, {"product_ids": chunk, "legacy_sources": legacy_sources}
-        ).one()
-        report.expected_rows += int(row.expected_rows)
-        report.expected_labels += int(row.expected_labels)
-        report.table_rows += int(row.table_rows)
-        report.labels += int(row.labels)
-        mismatched.extend(row.mismatched)
-        record_rejections(connection, chunk, "verify")
-        if progress is not None:
-            progress(len(chunk))
+    return text(_comparison(schema))
+
+
+def _compare_chunk(
+    connection: Connection, comparison: TextClause, chunk: list[int], report: VerificationReport
+) -> list[int]:
+    """One chunk's counts added to `report`, its expected rejections recorded; the
+    products that differ."""
+    row = connection.execute(
+        comparison,
+        {"product_ids": chunk, "legacy_sources": list(get_settings().legacy_sources)},
+    ).one()
+    report.expected_rows += int(row.expected_rows)
+    report.expected_labels += int(row.expected_labels)
+    report.table_rows += int(row.table_rows)
+    report.labels += int(row.labels)
+    record_rejections(connection, chunk, "verify")
+    return list(row.mismatched)
+
+
+def _count_rejections(connection: Connection, schema: str, report: VerificationReport) -> None:
+    """The expected rejections this connection recorded, and those the report lacks."""
     rejected = connection.execute(
         text(
             f"""
@@ -238,10 +276,140 @@ def _compare_chunks(
             """
         )
     ).one()
-    report.rejected = int(rejected.rejected)
-    report.rejected_unreported = int(rejected.rejected_unreported)
+    report.rejected += int(rejected.rejected)
+    report.rejected_unreported += int(rejected.rejected_unreported)
+
+
+# --- several connections, one snapshot -------------------------------------------------------
+#
+# The lead connection's REPEATABLE READ snapshot (the one whose drift generation the mark
+# compares against) is exported; each worker connection imports it (`SET TRANSACTION
+# SNAPSHOT`), so every chunk is compared in that one snapshot, as on a single connection,
+# and the compare-and-set proof is unchanged. The lead lists the chunks and hands them out
+# through a bounded queue; the workers compare; `progress` runs in the caller's thread as
+# results come back, so a job's cancel (raised there) stops the pass.
+
+_SNAPSHOT_ID = re.compile(r"^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$")
+_DONE = object()
+
+
+@dataclass
+class _Outcome:
+    products: int = 0
+    mismatched: list[int] = field(default_factory=list)
+    error: BaseException | None = None
+
+
+def _compare_in_parallel(
+    engine: Engine,
+    lead: Connection,
+    schema: str,
+    report: VerificationReport,
+    progress: Progress | None,
+    workers: int,
+) -> list[int]:
+    snapshot = str(lead.execute(text("SELECT pg_export_snapshot()")).scalar_one())
+    if not _SNAPSHOT_ID.match(snapshot):
+        raise RuntimeError(f"unexpected snapshot id {snapshot!r}")
+    _prepare_comparison(lead, schema)  # the lead classifies the differences afterwards
+    chunks: queue.Queue[object] = queue.Queue(maxsize=2 * workers)
+    outcomes: queue.Queue[_Outcome] = queue.Queue()
+    stop = threading.Event()
+    partials: list[VerificationReport] = []
+    threads = []
+    for _ in range(workers):
+        partial = VerificationReport(tenant_id=report.tenant_id, since=report.since)
+        partials.append(partial)
+        thread = threading.Thread(
+            target=_worker,
+            args=(engine, schema, snapshot, partial, chunks, outcomes, stop),
+            name="verify-worker",
+            daemon=True,
+        )
+        thread.start()
+        threads.append(thread)
+    mismatched: list[int] = []
+    running = workers
+
+    def collect(block: bool) -> None:
+        nonlocal running
+        while running:
+            try:
+                outcome = outcomes.get(block=block, timeout=0.1 if block else None)
+            except queue.Empty:
+                return
+            if outcome.error is not None:
+                raise outcome.error
+            if outcome.products == 0:  # a worker's last word: it saw the end
+                running -= 1
+                continue
+            mismatched.extend(outcome.mismatched)
+            if progress is not None:
+                progress(outcome.products)
+            block = False
+
+    try:
+        for chunk in _chunks(lead, schema, report):
+            while True:
+                collect(block=False)
+                try:
+                    chunks.put(chunk, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+        for _ in threads:
+            while True:
+                collect(block=False)
+                try:
+                    chunks.put(_DONE, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+        while running:
+            collect(block=True)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    for partial in partials:
+        for name in ("expected_rows", "expected_labels", "table_rows", "labels"):
+            setattr(report, name, getattr(report, name) + getattr(partial, name))
+        report.rejected += partial.rejected
+        report.rejected_unreported += partial.rejected_unreported
     report.mismatched_products = len(mismatched)
-    return mismatched
+    return sorted(mismatched)
+
+
+def _worker(
+    engine: Engine,
+    schema: str,
+    snapshot: str,
+    partial: VerificationReport,
+    chunks: queue.Queue[object],
+    outcomes: queue.Queue[_Outcome],
+    stop: threading.Event,
+) -> None:
+    """Compare the chunks handed out, in the lead's snapshot, until told it is over."""
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+            connection.execute(text(f"SET TRANSACTION SNAPSHOT '{snapshot}'"))
+            comparison = _prepare_comparison(connection, schema)
+            while not stop.is_set():
+                try:
+                    chunk = chunks.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if chunk is _DONE:
+                    _count_rejections(connection, schema, partial)
+                    outcomes.put(_Outcome())
+                    break
+                assert isinstance(chunk, list)
+                found = _compare_chunk(connection, comparison, chunk, partial)
+                outcomes.put(_Outcome(products=len(chunk), mismatched=found))
+            connection.rollback()
+    except BaseException as exc:  # handed to the caller's thread, which raises it
+        outcomes.put(_Outcome(error=exc))
 
 
 def _chunks(connection: Connection, schema: str, report: VerificationReport) -> Iterator[list[int]]:

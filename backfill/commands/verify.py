@@ -42,6 +42,14 @@ def verify(
             callback=_since_option,
         ),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=8,
+            help="Connections comparing a tenant at once, in one snapshot (1: one connection)",
+        ),
+    ] = verification.WORKERS,
 ) -> None:
     """Prove JSONB and table agree per tenant; record verified tenants; exit 1 on a mismatch."""
     engine = open_engine()
@@ -60,7 +68,7 @@ def verify(
                 "only representation), nothing to compare"
             )
             continue
-        report = verification.verify_tenant(engine, tenant_id, since=since)
+        report = verification.verify_tenant(engine, tenant_id, since=since, workers=workers)
         any_mismatch |= not report.is_verified or report.raced_by_drift
         _print_verification(report)
     engine.dispose()

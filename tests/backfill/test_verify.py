@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 from app.core.database import tenant_schema, unit_of_work
 from app.core.settings import get_settings
@@ -196,6 +196,84 @@ def test_verify_gives_the_same_report_whatever_the_chunk_size(
     )
     assert chunked.mismatches == whole.mismatches
     assert chunked.mismatched_products == whole.mismatched_products == 5
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_several_connections_report_what_one_connection_reports(
+    engine: Engine, tenant: int, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    products = seed(engine, tenant, copies=3)
+    run_tenant(engine, tenant, RunOptions())
+    _drift_every_way(engine, tenant, products)
+    monkeypatch.setattr(verification, "CHUNK", 2)  # 21 products: eleven chunks
+    heard: list[int] = []
+
+    alone = verify_tenant(engine, tenant, workers=1)
+    shared = verify_tenant(engine, tenant, workers=workers, progress=heard.append)
+
+    assert {**shared.summary(), "seconds": 0} == {**alone.summary(), "seconds": 0}
+    assert shared.mismatched_products == 5 and shared.rejected > 0
+    assert sum(heard) == len(products), "every chunk heard of, in the caller's thread"
+
+
+def test_every_connection_compares_in_the_snapshot_that_marks_verified(
+    engine: Engine, tenant: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The rows of the last product go after the lead took (and exported) its snapshot and
+    # before the workers start (a table write the safety net does not log). A worker on a
+    # snapshot of its own would see them gone; in the lead's snapshot, the one whose drift
+    # generation the mark compares against, they are there: the pass is clean, as on one
+    # connection.
+    products = seed(engine, tenant, copies=3)
+    run_tenant(engine, tenant, RunOptions())
+    monkeypatch.setattr(verification, "CHUNK", 2)
+    last = max(products)
+    prepare = verification._prepare_comparison
+    removed: list[int] = []
+
+    def remove_once_the_snapshot_is_exported(connection: Connection, schema: str) -> object:
+        if not removed:  # the lead's call: after pg_export_snapshot, before any worker
+            sql(
+                engine,
+                f"DELETE FROM {tenant_schema(tenant)}.product_images WHERE product_id = :id",
+                id=last,
+            )
+            removed.append(last)
+        return prepare(connection, schema)
+
+    monkeypatch.setattr(verification, "_prepare_comparison", remove_once_the_snapshot_is_exported)
+    report = verify_tenant(engine, tenant, workers=2)
+
+    assert removed == [last]
+    assert report.is_verified and report.mismatched_products == 0
+    again = verify_tenant(engine, tenant, workers=2)
+    assert {(m.product_id, m.kind) for m in again.mismatches} == {(last, MISSING)}
+
+
+def test_a_progress_that_raises_stops_every_connection(
+    engine: Engine, tenant: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed(engine, tenant, copies=3)
+    run_tenant(engine, tenant, RunOptions())
+    monkeypatch.setattr(verification, "CHUNK", 1)
+
+    class Cancelled(Exception):
+        pass
+
+    def cancel(_products: int) -> None:
+        raise Cancelled
+
+    with pytest.raises(Cancelled):
+        verify_tenant(engine, tenant, workers=2, progress=cancel)
+    assert verified_at(engine, tenant) is None
+    with engine.connect() as connection:  # no worker left behind holding a snapshot
+        lingering = connection.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND backend_xmin IS NOT NULL AND pid <> pg_backend_pid()"
+            )
+        ).scalar_one()
+    assert lingering == 0
 
 
 def test_verify_finds_exactly_the_products_whose_ordered_rows_differ(

@@ -29,7 +29,8 @@ BACKOFF_CAP_S = 60.0
 
 class TenantMigrationFailed(CommandError):
     """One or more schemas could not be migrated; the others are consistent. A CommandError:
-    the `alembic` command prints it as `FAILED: ...` and exits 1, without a traceback."""
+    the `alembic` command prints it as `FAILED: ...` and exits non-zero (255: alembic's own
+    `sys.exit(-1)`), without a traceback."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,9 @@ class MigrationRun:
     version_table: str = "alembic_version"
     # `-x discard_backups=true`: a downgrade may drop a tenant's image_backups.
     discard_backups: bool = False
+    # A tenant schema migrated with no user owning it (pytest-alembic's revision walk, whose
+    # database has no users): programmatic runs only; an operator's mistyped id is refused.
+    allow_unknown_tenants: bool = False
     engine: Engine | None = None
     sleep: Any = field(default=time.sleep, repr=False)
 
@@ -73,6 +77,7 @@ class MigrationRun:
             version_table=config.get_section_option(section, "version_table", "alembic_version")
             or "alembic_version",
             discard_backups=_bool_option("discard_backups", attrs, x),
+            allow_unknown_tenants=bool(attrs.get("allow_unknown_tenants", False)),
             engine=attrs.get("engine"),
             sleep=attrs.get("sleep", time.sleep),
         )
@@ -176,6 +181,23 @@ def run_online(context: Any, run: MigrationRun, metadata: MetaData) -> None:
         raise TenantMigrationFailed(
             f"{len(failures)} schema(s) not migrated (the others are consistent; "
             f"fix the cause and rerun): {detail}"
+        )
+
+
+def _refuse_unknown_tenants(connection: Connection, tenant_ids: tuple[int, ...]) -> None:
+    """An upgrade names only tenants that exist: a mistyped id would otherwise build an
+    orphan schema no tenant owns (and that `alembic current` never lists)."""
+    known = set(
+        connection.execute(
+            text("SELECT id FROM public.users WHERE id = ANY(:ids)"), {"ids": list(tenant_ids)}
+        ).scalars()
+    )
+    connection.commit()
+    unknown = [t for t in tenant_ids if t not in known]
+    if unknown:
+        raise TenantMigrationFailed(
+            f"no tenant with id {', '.join(map(str, unknown))} in public.users: nothing "
+            "migrated (create one with `python -m app create-tenant EMAIL`)"
         )
 
 
@@ -342,6 +364,8 @@ def _migrate_all(
         if failures:
             raise TenantMigrationFailed(f"public schema not migrated: {failures['public']}")
     if run.touches_tenants:
+        if run.tenant_ids and run.command == "upgrade" and not run.allow_unknown_tenants:
+            _refuse_unknown_tenants(connection, run.tenant_ids)
         tenant_ids = run.tenant_ids or _all_tenants(connection)
         for index, tenant_id in enumerate(tenant_ids, start=1):
             schema = tenant_schema(tenant_id)

@@ -103,3 +103,19 @@ def test_the_documented_command_exits_non_zero_on_a_contracted_tenant(
     assert "Traceback" not in done.stderr, "a refusal, not a crash"
     assert is_contracted(engine, tenant)
     assert revision_of(engine, tenant_schema(tenant)) == HEAD
+
+
+def test_an_upgrade_of_a_tenant_that_does_not_exist_builds_no_schema(
+    engine: Engine, make_tenant: Callable[[], int]
+) -> None:
+    real = make_tenant()
+    missing = real + 1_000_000
+
+    with pytest.raises(TenantMigrationFailed, match=f"no tenant with id {missing}"):
+        migrate.upgrade(engine, tenant_ids=[real, missing])
+
+    with engine.connect() as connection:
+        orphan = connection.execute(
+            text("SELECT to_regnamespace(:schema)"), {"schema": tenant_schema(missing)}
+        ).scalar()
+    assert orphan is None, "a mistyped id builds no schema that no tenant owns"

@@ -153,9 +153,17 @@ def status(tenant: TenantOption = None) -> None:
     from backfill.enrich import metadata_report
 
     engine = open_engine()
-    rows = status_queries.tenant_status(engine, chosen_tenants(engine, tenant))
+    chosen = chosen_tenants(engine, tenant)
+    rows = status_queries.tenant_status(engine, chosen)
     metadata = {m.tenant_id: m for m in metadata_report(engine, [r.tenant_id for r in rows])[0]}
     engine.dispose()
+    listed = {row.tenant_id for row in rows}
+    behind = [t for t in chosen if t not in listed]
+    if behind:  # said, not silently left out of the table
+        console.print(
+            f"[yellow]{len(behind)} tenant(s) not migrated to head, not shown: "
+            f"{', '.join(map(str, behind))} (`alembic -x tenant=N upgrade head`)[/yellow]"
+        )
     table = Table(title="backfill status")
     for column in (
         "tenant",

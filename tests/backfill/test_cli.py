@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
+from app.core import migrate
 from app.core.database import tenant_schema
 from app.core.settings import PROJECT_ROOT
 from app.seed.bulk import insert_legacy_products
@@ -83,6 +84,21 @@ def test_run_verify_status_from_the_command_line(
     assert str(tenant) in status.stdout
     assert "0/150/0" in status.stdout, "metadata: none complete yet, 150 pending, 0 failed"
     assert image_rows(engine, tenant) == (150, 150)
+
+
+def test_status_names_the_tenants_it_leaves_out_because_they_are_not_at_head(
+    database_url: str, engine: Engine, make_tenant: Callable[[], int], tmp_path: Path
+) -> None:
+    behind, current = make_tenant(), make_tenant()
+    migrate.downgrade(engine, revision="0002", tenant_ids=[behind], lock_retries=0)
+
+    status = backfill(
+        database_url, "status", "--tenant", str(behind), "--tenant", str(current), tmp=tmp_path
+    )
+
+    assert status.returncode == 0, status.stderr
+    assert f"not migrated to head, not shown: {behind} " in status.stderr
+    assert str(current) in status.stdout
 
 
 def test_unknown_tenant_is_exit_code_2(database_url: str, engine: Engine, tmp_path: Path) -> None:

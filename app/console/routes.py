@@ -198,11 +198,17 @@ def tenant_page(request: Request, tenant_id: int, _admin: AdminCookie) -> Respon
                 }
             )
     contracted = row.status.is_contracted
-    labels = (
-        None
-        if contracted
-        else label_reports(engine, [tenant_id], services_of(request).settings.legacy_sources)[0]
-    )
+    labels = None
+    if not contracted:
+        # skip_contracted: a contract job may drop the column after the row was read (the
+        # page answered 500 when it did); the page then simply shows no label report.
+        found = label_reports(
+            engine,
+            [tenant_id],
+            services_of(request).settings.legacy_sources,
+            skip_contracted=True,
+        )
+        labels = next((r for r in found if r.tenant_id == tenant_id), None)
     audit = next(iter(job_runs.latest_results(engine, "audit", [tenant_id])), None)
     from backfill.enrich import metadata_report
 

@@ -401,6 +401,29 @@ def test_the_label_totals_leave_out_a_tenant_contracted_after_the_rows_were_read
     ]
 
 
+def test_the_tenant_page_survives_a_contract_that_lands_while_it_renders(
+    console: TestClient,
+    engine: Engine,
+    make_tenant: Callable[[], int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The contract job of the browser walk dropped the column after the page had read the
+    # tenant's row and before it counted the labels: a 500 (CI run, fresh clone).
+    tenant = ready_tenant(engine, make_tenant, copies=1)
+    sign_in(console)
+    count_labels = console_routes.label_reports
+
+    def contract_first(*args: object, **kwargs: object) -> list[LabelReport]:
+        migrate.contract(engine, tenant_ids=[tenant])
+        return count_labels(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(console_routes, "label_reports", contract_first)
+    response = console.get(f"/admin/tenants/{tenant}")
+
+    assert response.status_code == 200, response.text
+    assert 'id="tenant-stage"' in response.text
+
+
 def test_the_repair_action_rebuilds_drifted_products_then_verify_passes(
     console: TestClient, engine: Engine, make_tenant: Callable[[], int]
 ) -> None:

@@ -16,9 +16,7 @@ from backfill.commands.common import (
     console,
     open_engine,
 )
-from backfill.tenants import (
-    is_ready,
-)
+from backfill.tenants import is_contracted, is_ready
 
 
 def backup(
@@ -112,6 +110,9 @@ def canonicalize(tenant: TenantOption = None) -> None:
     refused = False
     for tenant_id in chosen_tenants(engine, tenant):
         if not is_ready(engine, tenant_id):
+            continue
+        if is_contracted(engine, tenant_id):  # done already, as `contract --all` sees it
+            console.print(f"tenant {tenant_id}: contracted (no JSONB left to rewrite)")
             continue
         try:
             result = contract_steps.canonicalize_tenant(engine, tenant_id)

@@ -101,6 +101,29 @@ def test_status_names_the_tenants_it_leaves_out_because_they_are_not_at_head(
     assert str(current) in status.stdout
 
 
+def test_canonicalize_passes_over_a_contracted_tenant_as_done(
+    database_url: str, engine: Engine, make_tenant: Callable[[], int], tmp_path: Path
+) -> None:
+    from tests.backfill.test_contract import ready_tenant
+
+    contracted, plain = ready_tenant(engine, make_tenant, 1), ready_tenant(engine, make_tenant, 1)
+    migrate.contract(engine, tenant_ids=[contracted], lock_retries=0)
+
+    result = backfill(
+        database_url,
+        "canonicalize",
+        "--tenant",
+        str(contracted),
+        "--tenant",
+        str(plain),
+        tmp=tmp_path,
+    )
+
+    assert result.returncode == 0, result.stderr  # it said "refused" and exited 1
+    assert f"tenant {contracted}: contracted (no JSONB left to rewrite)" in result.stderr
+    assert f"tenant {plain}: 0 product(s) rewritten" in result.stderr
+
+
 def test_unknown_tenant_is_exit_code_2(database_url: str, engine: Engine, tmp_path: Path) -> None:
     # `engine` migrates public: alone on its worker, this test met an unmigrated database.
     result = backfill(database_url, "run", "--tenant", "999999999", tmp=tmp_path)

@@ -8,10 +8,9 @@ from __future__ import annotations
 import typer
 
 from backfill.commands import contract, reports, run, verify
-from backfill.commands.common import RateColumn
 from backfill.enrich_cli import enrich
 
-__all__ = ["RateColumn", "cli"]
+__all__ = ["cli"]
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__.split("\n\n")[0])
 report = typer.Typer(no_args_is_help=True, help="Reports for operators.")

@@ -11,14 +11,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from app.core.cli_support import settings_or_exit
 from app.core.database import make_engine, resolve_database_url
@@ -55,7 +47,7 @@ def enrich(
 ) -> None:
     """Fill images' type, size, pixels and alt text from the stored objects; resumable."""
     from app.composition import build
-    from backfill.cli import RateColumn
+    from backfill.commands.common import progress_bar
 
     settings = settings_or_exit(console)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
@@ -79,16 +71,7 @@ def enrich(
     controls = RunControls(is_paused=PauseToggle(flags).is_paused)
     with (
         controls.stop_on_signals(),
-        Progress(
-            TextColumn("images"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            RateColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            disable=not console.is_terminal,
-        ) as bar,
+        progress_bar(console, disable=not console.is_terminal) as bar,
     ):
         total = None
         if console.is_terminal:

@@ -64,6 +64,20 @@ class RateColumn(ProgressColumn):
         return Text(f"{task.speed:,.0f}/s" if task.speed else "", style="progress.data.speed")
 
 
+def progress_bar(console: Console, *, disable: bool = False) -> Progress:
+    """Every long command's bar: what, bar, done/total, rate, elapsed, remaining."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=disable,
+    )
+
+
 class RunProgress:
     """A rich progress bar on a terminal; nothing (JSON events only) otherwise."""
 
@@ -77,15 +91,7 @@ class RunProgress:
     ) -> tuple[Progress | None, TaskID | None, TaskID | None, TaskID | None]:
         if not console.is_terminal:
             return None, None, None, None
-        self.bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            RateColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-        )
+        self.bar = progress_bar(console)
         self.bar.__enter__()
         tenants_task = self.bar.add_task("tenants", total=self.tenants)
         products_task = self.bar.add_task("products", total=self.products)

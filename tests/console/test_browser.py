@@ -48,13 +48,6 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def toggles(tmp_path: Path) -> Path:
-    path = tmp_path / "toggles.json"
-    write_toggles(path, [])
-    return path
-
-
-@pytest.fixture
 def site(settings: Settings, engine: Engine, toggles: Path) -> Iterator[str]:
     app = create_app(settings.model_copy(update={"flags_file": toggles}), engine)
     with live_server(app) as url:

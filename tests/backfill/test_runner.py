@@ -12,6 +12,7 @@ from sqlalchemy import Engine, text
 
 from app.core.database import tenant_schema, unit_of_work
 from app.services.product_image_service import ProductImageService
+from backfill.health import HealthLimits
 from backfill.runner import RunOptions, TenantBusy, run_tenant
 from backfill.verify import verify_tenant
 from tests.images_db import (
@@ -21,6 +22,13 @@ from tests.images_db import (
     table_elements,
 )
 
+# Health signals off (standby lag, long autovacuum, forced checkpoints): for tests that count
+# every wait, on a server other tests share.
+NO_SERVER_SIGNALS = HealthLimits(
+    max_replication_lag_seconds=None,
+    autovacuum_after_seconds=None,
+    yield_to_forced_checkpoints=False,
+)
 BASE = "http://testserver/media"
 CREATED = datetime(2024, 5, 1, 10, tzinfo=UTC)
 DIRTY: list[Any] = [
@@ -267,7 +275,9 @@ def test_the_backfill_yields_to_live_traffic_and_not_on_an_idle_database(
     idle_tenant, busy_tenant = make_tenant(), make_tenant()
     for tenant in (idle_tenant, busy_tenant):
         seed(engine, tenant, copies=3)
-    options = RunOptions(batch_size=4)
+    # Only the app's sessions may make it wait here: a checkpoint forced by another test
+    # (the server is shared) once added a health wait to the sleeps counted below.
+    options = RunOptions(batch_size=4, health=NO_SERVER_SIGNALS)
 
     idle = Scripted()
     quiet = run_tenant(engine, idle_tenant, options, controls=idle)

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 import backfill.runner as runner
 from backfill.runner import RunOptions, run_tenant
+from tests.backfill.test_runner import NO_SERVER_SIGNALS
 from tests.images_db import insert_legacy_product
 
 BASE = "http://testserver/media"
@@ -101,7 +102,8 @@ def test_without_a_rate_an_idle_run_never_sleeps(
     engine: Engine, tenant: int, clock: HandClock
 ) -> None:
     seed(engine, tenant, products=20, images_each=2)
-    result = run_tenant(engine, tenant, RunOptions(batch_size=5, yield_ratio=0), controls=clock)
+    options = RunOptions(batch_size=5, yield_ratio=0, health=NO_SERVER_SIGNALS)
+    result = run_tenant(engine, tenant, options, controls=clock)
     assert result.images_inserted == 40
     assert clock.sleeps == []
 

@@ -57,17 +57,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         docs_url="/docs" if settings.serve_api_docs else None,
         redoc_url="/redoc" if settings.serve_api_docs else None,
     )
-    # One Services (app/composition.py) per app; request handlers reach it through the typed
-    # dependencies of app/api/deps.py. The attributes below are its parts, for the console.
+    # One Services (app/composition.py) per app, and nothing else of the app's parts on its
+    # state: request handlers reach it through the typed dependencies of app/api/deps.py.
     app.state.services = services
-    app.state.settings = settings
-    app.state.engine = services.engine
-    app.state.storage = services.storage
-    app.state.tenants = services.tenants
-    app.state.flags = services.flags
-    app.state.images = services.images
-    app.state.converters = services.converters
-    app.state.files = services.files
     # Added first, so inside RequestContextMiddleware: a refused body is logged with its id.
     app.add_middleware(
         BodyLimitMiddleware,

@@ -688,7 +688,7 @@ def run_integrity_machine(
     )
     # The image paths evaluate this test's client: its file is reloaded synchronously by
     # each flag flip (the app's own client would also reload it from a background watcher).
-    app.state.images.paths = ImagePaths(toggles.client.flags_for)
+    app.state.services.images.paths = ImagePaths(toggles.client.flags_for)
     try:
         with TestClient(app, raise_server_exceptions=False) as client:
             run_state_machine_as_test(

@@ -48,7 +48,7 @@ PAGE_SIZE = 50
 
 def install(app: FastAPI) -> None:
     """Mount the console, its assets and its error pages on the app."""
-    settings = app.state.settings
+    settings = app.state.services.settings
     app.state.console_sessions = SessionStore(settings.data_dir / "console-sessions")
     app.state.console_login_throttle = LoginThrottle(settings.console_login_failures_per_minute)
     app.mount("/admin/static", StaticFiles(directory=HERE / "static"), name="console-static")

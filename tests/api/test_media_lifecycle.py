@@ -175,7 +175,7 @@ def test_a_storage_failure_after_the_delete_is_logged_and_left_to_the_sweep(
 ) -> None:
     product = new_product(client, auth)
     image = upload(client, auth, product)
-    storage = client.app.state.storage  # type: ignore[attr-defined]
+    storage = client.app.state.services.storage  # type: ignore[attr-defined]
 
     def disk_gone(key: str) -> None:
         raise StorageUnavailable(f"local storage cannot delete {key!r}: read-only file system")
@@ -333,12 +333,8 @@ def test_an_upload_past_the_quota_is_413_and_stores_nothing(
     assert refused.status_code == 413, refused.text
     detail = refused.json()["detail"][0]
     assert (detail["loc"], detail["type"]) == (["body", "file"], "quota_exceeded")
-    assert (
-        f"take {size} bytes of the {client.app.state.settings.media_quota_bytes_per_tenant}"
-        in (  # type: ignore[attr-defined]
-            detail["msg"]
-        )
-    )
+    quota = client.app.state.services.settings.media_quota_bytes_per_tenant  # type: ignore[attr-defined]
+    assert f"take {size} bytes of the {quota}" in detail["msg"]
     assert stored_keys(root) == {key_of(first)}
     assert usage(engine, tenant) == size
     assert len(client.get(f"/api/products/{product}/images", headers=auth).json()["images"]) == 1
@@ -386,7 +382,7 @@ def test_a_refused_upload_gives_its_reservation_back(
         headers=auth,
     )
     assert not_an_image.status_code == 422
-    for _ in range(client.app.state.settings.max_images_per_product):  # type: ignore[attr-defined]
+    for _ in range(client.app.state.services.settings.max_images_per_product):  # type: ignore[attr-defined]
         assert attach(client, auth, product, f"{BASE}/legacy/a.jpg").status_code == 201
     too_many = client.post(
         f"/api/products/{product}/images/upload",

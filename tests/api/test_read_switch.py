@@ -59,7 +59,7 @@ def test_read_table_switches_only_the_targeted_verified_tenant(
         assert read(unverified, unverified_product) == ("jsonb", [False, False, False])
 
         write_toggles(toggles, [])  # flip back
-        app.state.flags.reload()  # what the file watcher does within a second
+        app.state.services.flags.reload()  # what the file watcher does within a second
         assert read(live, live_product)[0] == "jsonb"
 
 

@@ -60,7 +60,9 @@ def sign_in(client: TestClient, token: str | None = None) -> str:
 def install_cache(console: TestClient, clock: Callable[[], float]) -> RowCache:
     """The console's rows on a fake clock (they go stale only when the test says)."""
     state = console.app.state  # type: ignore[attr-defined]
-    state.console_rows = RowCache(state.engine, state.flags.flags_for, clock=clock)
+    state.console_rows = RowCache(
+        state.services.engine, state.services.flags.flags_for, clock=clock
+    )
     return state.console_rows  # type: ignore[no-any-return]
 
 
@@ -161,7 +163,7 @@ def test_the_tenant_page_shows_photos_with_the_label_apart_runs_and_rejections(
     assert verify_tenant(engine, tenant).is_verified
     write_toggles(toggles, [str(tenant)])
     sign_in(console)
-    console.app.state.flags.reload()  # type: ignore[attr-defined]
+    console.app.state.services.flags.reload()  # type: ignore[attr-defined]
     page = console.get(f"/admin/tenants/{tenant}").text
     assert 'id="tenant-stage">live<' in page
     assert 'id="progress-percent">100.0%<' in page, "the progress is in the page, not only polled"

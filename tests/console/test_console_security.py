@@ -136,7 +136,7 @@ def test_a_session_is_seen_by_every_worker_and_sign_out_ends_it_for_all(
     csrf = sign_in(console)
     cookie = console.cookies.get("pim_console")
     # Another worker process of the same deployment: its own app, the same DATA_DIR.
-    same_settings = console.app.state.settings  # type: ignore[attr-defined]
+    same_settings = console.app.state.services.settings  # type: ignore[attr-defined]
     with TestClient(create_app(same_settings, engine), base_url="http://testserver") as other:
         other.cookies.set("pim_console", cookie, path="/admin")
         assert other.get("/admin", follow_redirects=False).status_code == 200

@@ -198,7 +198,7 @@ class Storm:
         write_toggle_file(
             self.toggles, dual_write=self.dual_write, read_table=read_table, shadow=shadow
         )
-        self.client.app.state.flags.reload()  # type: ignore[attr-defined]
+        self.client.app.state.services.flags.reload()  # type: ignore[attr-defined]
 
     ACTIONS: tuple[tuple[str, int], ...] = (
         ("add", 6),

@@ -86,7 +86,7 @@ def test_unleash_killed_keeps_last_known_flags_and_a_new_process_starts_on_defau
 
     app = create_app(online, engine)
     with live_server(app) as url, httpx.Client(base_url=url, timeout=HANG_BOUND) as http:
-        assert app.state.flags.wait_until_ready(SWITCH_BOUND)
+        assert app.state.services.flags.wait_until_ready(SWITCH_BOUND)
         assert eventually(lambda: read_path(http, tenant, product) == "table")
 
         os.killpg(unleash.pid, signal.SIGKILL)  # the whole node process group, no goodbye
@@ -106,7 +106,7 @@ def test_unleash_killed_keeps_last_known_flags_and_a_new_process_starts_on_defau
         ):
             assert read_path(cold_http, tenant, product) == "jsonb", "default: JSONB reads"
             add_image(cold_http, tenant, product, "cold-start")  # dual-write on by default
-            assert cold.state.flags.wait_until_ready(0.5) is False
+            assert cold.state.services.flags.wait_until_ready(0.5) is False
 
     assert_representations_equal(engine, tenant, product)
 

@@ -111,7 +111,7 @@ def test_one_command_switches_one_tenant_through_a_real_unleash_and_back(
         engine,
     )
     with TestClient(app) as client:
-        assert app.state.flags.wait_until_ready(SWITCH_BOUND)
+        assert app.state.services.flags.wait_until_ready(SWITCH_BOUND)
         assert read_path(client, target, target_product) == "jsonb"
         assert read_path(client, other, other_product) == "jsonb"
 

@@ -229,6 +229,15 @@ class Walk:
     def shot(self, name: str) -> None:
         if self.shots is not None:
             self.page.wait_for_load_state("networkidle")
+            # Thumbnails load lazily: a full-page shot would show the lower ones blank.
+            self.page.evaluate(
+                """async () => {
+                  const images = [...document.images];
+                  images.forEach((image) => { image.loading = "eager"; });
+                  await Promise.all(images.map((image) => image.complete ? null
+                    : new Promise((done) => { image.onload = image.onerror = done; })));
+                }"""
+            )
             self.taken += 1
             path = self.shots / f"{self.taken:02d}-{name}.png"
             self.page.screenshot(path=str(path), full_page=True)

@@ -21,6 +21,7 @@ from datetime import datetime
 
 import structlog
 from sqlalchemy import Connection, Engine, RowMapping, TextClause, text
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from app.core.database import quoted_schema, tenant_schema
 from app.core.settings import get_settings
@@ -291,6 +292,7 @@ def _count_rejections(connection: Connection, schema: str, report: VerificationR
 
 _SNAPSHOT_ID = re.compile(r"^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$")
 _DONE = object()
+WORKER_LOCK_TIMEOUT = "5s"
 
 
 @dataclass
@@ -298,6 +300,7 @@ class _Outcome:
     products: int = 0
     mismatched: list[int] = field(default_factory=list)
     error: BaseException | None = None
+    finished: bool = False
 
 
 def _compare_in_parallel(
@@ -316,23 +319,13 @@ def _compare_in_parallel(
     outcomes: queue.Queue[_Outcome] = queue.Queue()
     stop = threading.Event()
     partials: list[VerificationReport] = []
-    threads = []
-    for _ in range(workers):
-        partial = VerificationReport(tenant_id=report.tenant_id, since=report.since)
-        partials.append(partial)
-        thread = threading.Thread(
-            target=_worker,
-            args=(engine, schema, snapshot, partial, chunks, outcomes, stop),
-            name="verify-worker",
-            daemon=True,
-        )
-        thread.start()
-        threads.append(thread)
+    threads: list[threading.Thread] = []
     mismatched: list[int] = []
     running = workers
+    handed_out = compared = 0
 
     def collect(block: bool) -> None:
-        nonlocal running
+        nonlocal running, compared
         while running:
             try:
                 outcome = outcomes.get(block=block, timeout=0.1 if block else None)
@@ -340,37 +333,55 @@ def _compare_in_parallel(
                 return
             if outcome.error is not None:
                 raise outcome.error
-            if outcome.products == 0:  # a worker's last word: it saw the end
+            if outcome.finished:  # a worker's last word: it saw the end, or had no connection
                 running -= 1
                 continue
+            compared += 1
             mismatched.extend(outcome.mismatched)
             if progress is not None:
                 progress(outcome.products)
             block = False
 
-    try:
+    def hand_out(item: object) -> None:
+        while True:
+            collect(block=False)
+            if not running:
+                raise RuntimeError(
+                    "verify: no worker connection left to compare on (none could be had from "
+                    "the pool within its timeout: fewer --workers, or a larger pool)"
+                )
+            try:
+                chunks.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    try:  # the threads start inside: whatever fails, the finally stops and joins them
+        for _ in range(workers):
+            partial = VerificationReport(tenant_id=report.tenant_id, since=report.since)
+            partials.append(partial)
+            thread = threading.Thread(
+                target=_worker,
+                args=(engine, schema, snapshot, partial, chunks, outcomes, stop),
+                name="verify-worker",
+                daemon=True,
+            )
+            threads.append(thread)
+            thread.start()
         for chunk in _chunks(lead, schema, report):
-            while True:
-                collect(block=False)
-                try:
-                    chunks.put(chunk, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
+            hand_out(chunk)
+            handed_out += 1
         for _ in threads:
-            while True:
-                collect(block=False)
-                try:
-                    chunks.put(_DONE, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
+            hand_out(_DONE)
         while running:
             collect(block=True)
     finally:
         stop.set()
         for thread in threads:
-            thread.join()
+            if thread.is_alive() or thread.ident is not None:
+                thread.join()
+    if compared != handed_out:  # a worker left early: never a partial report
+        raise RuntimeError(f"verify: {handed_out - compared} chunk(s) not compared")
     for partial in partials:
         for name in ("expected_rows", "expected_labels", "table_rows", "labels"):
             setattr(report, name, getattr(report, name) + getattr(partial, name))
@@ -389,11 +400,21 @@ def _worker(
     outcomes: queue.Queue[_Outcome],
     stop: threading.Event,
 ) -> None:
-    """Compare the chunks handed out, in the lead's snapshot, until told it is over."""
+    """Compare the chunks handed out, in the lead's snapshot, until told it is over. With no
+    connection to be had from the pool it leaves the chunks to the others."""
     try:
-        with engine.connect() as connection:
+        try:
+            connection = engine.connect()
+        except PoolTimeout:
+            log.warning("verify.worker_without_connection", pool=engine.pool.status())
+            outcomes.put(_Outcome(finished=True))
+            return
+        with connection:
             connection.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
             connection.execute(text(f"SET TRANSACTION SNAPSHOT '{snapshot}'"))
+            # A lock it would wait for behind a DDL queued on the lead's locks: PostgreSQL sees
+            # no cycle (the lead waits for this worker in Python), so fail instead of hanging.
+            connection.execute(text(f"SET LOCAL lock_timeout = '{WORKER_LOCK_TIMEOUT}'"))
             comparison = _prepare_comparison(connection, schema)
             while not stop.is_set():
                 try:
@@ -402,7 +423,7 @@ def _worker(
                     continue
                 if chunk is _DONE:
                     _count_rejections(connection, schema, partial)
-                    outcomes.put(_Outcome())
+                    outcomes.put(_Outcome(finished=True))
                     break
                 assert isinstance(chunk, list)
                 found = _compare_chunk(connection, comparison, chunk, partial)

@@ -186,12 +186,16 @@ def run_online(context: Any, run: MigrationRun, metadata: MetaData) -> None:
 
 def _refuse_unknown_tenants(connection: Connection, tenant_ids: tuple[int, ...]) -> None:
     """An upgrade names only tenants that exist: a mistyped id would otherwise build an
-    orphan schema no tenant owns (and that `alembic current` never lists)."""
-    known = set(
-        connection.execute(
-            text("SELECT id FROM public.users WHERE id = ANY(:ids)"), {"ids": list(tenant_ids)}
-        ).scalars()
-    )
+    orphan schema no tenant owns (and that `alembic current` never lists). Before public is
+    migrated there is no users table, so no tenant yet."""
+    known: set[int] = set()
+    if connection.execute(text("SELECT to_regclass('public.users')")).scalar() is not None:
+        known = set(
+            connection.execute(
+                text("SELECT id FROM public.users WHERE id = ANY(:ids)"),
+                {"ids": list(tenant_ids)},
+            ).scalars()
+        )
     connection.commit()
     unknown = [t for t in tenant_ids if t not in known]
     if unknown:
@@ -358,14 +362,16 @@ def _migrate_all(
     metadata: MetaData,
     failures: dict[str, str],
 ) -> None:
-    """Public first (its failure stops everything), then each tenant schema."""
+    """Public first (its failure stops everything), then each tenant schema. Named tenants
+    that do not exist are refused before anything is migrated."""
+    checked = run.command == "upgrade" and not run.allow_unknown_tenants
+    if run.touches_tenants and run.tenant_ids and checked:
+        _refuse_unknown_tenants(connection, run.tenant_ids)
     if run.touches_public:
         _migrate_schema(context, connection, run, metadata, "public", "public", failures)
         if failures:
             raise TenantMigrationFailed(f"public schema not migrated: {failures['public']}")
     if run.touches_tenants:
-        if run.tenant_ids and run.command == "upgrade" and not run.allow_unknown_tenants:
-            _refuse_unknown_tenants(connection, run.tenant_ids)
         tenant_ids = run.tenant_ids or _all_tenants(connection)
         for index, tenant_id in enumerate(tenant_ids, start=1):
             schema = tenant_schema(tenant_id)

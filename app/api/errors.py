@@ -93,7 +93,7 @@ def domain_error_response(exc: DomainError) -> JSONResponse:
     """The answer to a domain error: its status, its field and why, in the validation shape
     when it is one; Retry-After and WWW-Authenticate when it names them."""
     if exc.status >= 500:
-        log.error("domain_error", error=type(exc).__name__, detail=exc.detail)
+        log.error(exc.log_event, error=str(exc), kind=type(exc).__name__)
     headers = {}
     if exc.retry_after is not None:
         headers["Retry-After"] = str(exc.retry_after)

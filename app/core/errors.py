@@ -21,6 +21,8 @@ class DomainError(Exception):
     retry_after: ClassVar[int | None] = None
     # A 401's challenge, sent as WWW-Authenticate.
     challenge: ClassVar[str | None] = None
+    # The event a 5xx is logged as (alerts key on it).
+    log_event: ClassVar[str] = "domain_error"
 
     @property
     def detail(self) -> str:

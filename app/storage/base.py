@@ -31,6 +31,7 @@ class StorageUnavailable(StorageError, DomainError):
 
     status = 503
     retry_after = 5
+    log_event = "storage.unavailable"
 
     @property
     def detail(self) -> str:

@@ -41,10 +41,11 @@ NamedTenantOption = Annotated[
 ]
 
 
-def open_engine() -> Engine:
-    """The database's engine (settings refused with exit 2)."""
+def open_engine(pool_size: int = 2) -> Engine:
+    """The database's engine (settings refused with exit 2); `pool_size` connections kept,
+    as many again on demand."""
     settings = settings_or_exit(console)
-    return make_engine(resolve_database_url(settings), pool_size=2)
+    return make_engine(resolve_database_url(settings), pool_size=pool_size)
 
 
 def chosen_tenants(engine: Engine, requested: list[int] | None) -> list[int]:

@@ -52,7 +52,7 @@ def verify(
     ] = verification.WORKERS,
 ) -> None:
     """Prove JSONB and table agree per tenant; record verified tenants; exit 1 on a mismatch."""
-    engine = open_engine()
+    engine = open_engine(pool_size=workers + 1)  # the lead and each worker: one connection
     tenants = chosen_tenants(engine, tenant)
     any_mismatch = False
     for tenant_id in tenants:

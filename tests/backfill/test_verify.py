@@ -3,12 +3,13 @@ rejection; drift is found, classified, and clears the verified state."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, create_engine, text
 
 from app.core.database import tenant_schema, unit_of_work
 from app.core.settings import get_settings
@@ -267,6 +268,62 @@ def test_a_progress_that_raises_stops_every_connection(
         verify_tenant(engine, tenant, workers=2, progress=cancel)
     assert verified_at(engine, tenant) is None
     with engine.connect() as connection:  # no worker left behind holding a snapshot
+        lingering = connection.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND backend_xmin IS NOT NULL AND pid <> pg_backend_pid()"
+            )
+        ).scalar_one()
+    assert lingering == 0
+
+
+def _small_pool(engine: Engine, connections: int) -> Engine:
+    return create_engine(engine.url, pool_size=connections, max_overflow=0, pool_timeout=0.5)
+
+
+def test_workers_without_a_connection_leave_the_chunks_to_the_others(
+    engine: Engine, tenant: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed(engine, tenant, copies=3)
+    run_tenant(engine, tenant, RunOptions())
+    monkeypatch.setattr(verification, "CHUNK", 2)
+    small = _small_pool(engine, 2)  # the lead and one worker; two more ask in vain
+    try:
+        report = verify_tenant(small, tenant, workers=3)
+        assert report.is_verified
+        assert report.products == 21 and report.table_rows == report.expected_rows
+
+        alone = _small_pool(engine, 1)  # the lead only: refused, never a partial report
+        try:
+            with pytest.raises(RuntimeError, match="no worker connection left"):
+                verify_tenant(alone, tenant, workers=2)
+        finally:
+            alone.dispose()
+    finally:
+        small.dispose()
+
+
+def test_a_worker_that_cannot_start_leaves_no_thread_nor_snapshot_behind(
+    engine: Engine, tenant: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed(engine, tenant, copies=3)
+    run_tenant(engine, tenant, RunOptions())
+    started: list[str] = []
+
+    class SecondFails(threading.Thread):
+        def start(self) -> None:
+            if started:
+                raise RuntimeError("can't start new thread")
+            started.append(self.name)
+            super().start()
+
+    monkeypatch.setattr(verification.threading, "Thread", SecondFails)
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        verify_tenant(engine, tenant, workers=2)
+    monkeypatch.undo()
+
+    assert not [t for t in threading.enumerate() if t.name == "verify-worker"]
+    with engine.connect() as connection:
         lingering = connection.execute(
             text(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "

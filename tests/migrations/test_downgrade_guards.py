@@ -119,3 +119,29 @@ def test_an_upgrade_of_a_tenant_that_does_not_exist_builds_no_schema(
             text("SELECT to_regnamespace(:schema)"), {"schema": tenant_schema(missing)}
         ).scalar()
     assert orphan is None, "a mistyped id builds no schema that no tenant owns"
+
+
+def test_an_upgrade_naming_a_tenant_is_refused_cleanly_on_a_database_never_migrated(
+    engine: Engine,
+) -> None:
+    import uuid
+
+    from sqlalchemy import create_engine
+
+    from app.core.database import make_engine
+
+    name = f"pim_never_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(engine.url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    empty = make_engine(engine.url.set(database=name).render_as_string(hide_password=False))
+    try:
+        with pytest.raises(TenantMigrationFailed, match="no tenant with id 7"):
+            migrate.upgrade(empty, tenant_ids=[7], lock_retries=0)
+        with empty.connect() as connection:  # refused before public was touched
+            assert connection.execute(text("SELECT to_regclass('public.users')")).scalar() is None
+    finally:
+        empty.dispose()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -33,7 +33,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests' helpers, below
 
 import httpx
-from scratch import fill_products, scratch_database  # bench/scratch.py, beside this script
+from scratch import (  # bench/scratch.py, beside this script
+    fill_products,
+    scratch_database,
+    serve_api,
+)
 from sqlalchemy import Engine, text
 
 from app.core import migrate
@@ -221,32 +225,8 @@ def main() -> None:
         }
         toggles = Path(tmp) / "toggles.json"
         set_dual_write(toggles, True, [], [])
-        env = {
-            **os.environ,
-            "DATABASE_URL": engine.url.render_as_string(hide_password=False).replace(
-                "postgresql+psycopg", "postgresql"
-            ),
-            "FLAGS_FILE": str(toggles),
-            "LOG_LEVEL": "WARNING",
-            "MEDIA_BASE_URL": base,
-            "MEDIA_ROOT": str(Path(tmp) / "media"),
-            "MARKETPLACE_ALLOW_HTTP": "true",
-        }
-        api = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve", "--port", str(port)],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            for _ in range(100):
-                try:
-                    if httpx.get(f"{url}/healthz").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.2)
+        with serve_api(engine, port=port, toggles=toggles, media_root=Path(tmp) / "media") as api:
+            url, env = api.url, api.env
             client = httpx.Client(base_url=url, timeout=10)
 
             def call(
@@ -326,7 +306,7 @@ def main() -> None:
                 connection.execute(
                     text(
                         f"TRUNCATE {schema}.product_images, {schema}.rejected_image_elements, "
-                        f"{schema}.backfill_runs"
+                        f"{schema}.backfill_runs CASCADE"  # and its key ranges
                     )
                 )
             started = time.perf_counter()
@@ -351,14 +331,11 @@ def main() -> None:
                 f"{images / loaded_s:,.0f} images/s; verify after: {verified}"
             )
             print("5. peak RSS")
-            print(f"   API worker: {peak_rss_mb(api.pid):.0f} MB")
+            print(f"   API worker: {peak_rss_mb(api.process.pid):.0f} MB")
             print(
                 f"   backfill process ({images:,} images): {alone_rss:.0f} MB alone, "
                 f"{loaded_rss:.0f} MB under load"
             )
-        finally:
-            api.terminate()
-            api.wait(timeout=30)
 
 
 if __name__ == "__main__":

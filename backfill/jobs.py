@@ -24,13 +24,14 @@ from app.composition import Services, build
 from app.core import migrate
 from app.core.database import make_engine, quoted_schema, resolve_database_url, tenant_schema
 from app.core.settings import get_settings
-from backfill import job_runs
+from backfill import job_runs, ranges
 from backfill.audit import TenantAudit, audit_tenant
 from backfill.contract import ContractRefused, canonicalize_tenant
 from backfill.controls import PauseToggle, RunRequests
 from backfill.job_runs import RunCancelled
+from backfill.ranges import RangeRef
 from backfill.runner import RunOptions, TenantBusy, run_tenant
-from backfill.tenants import is_contracted
+from backfill.tenants import is_contracted, is_ready
 from backfill.verify import TenantContracted, verify_tenant
 
 log = structlog.get_logger("backfill.jobs")
@@ -193,6 +194,17 @@ def _count(engine: Engine, tenant_id: int, *, without_rows: bool = False) -> int
         )
 
 
+def _range_left(engine: Engine, tenant_id: int, part: RangeRef) -> int:
+    """Products of a run's range that it has yet to migrate (0 once the range is done)."""
+    schema = quoted_schema(tenant_schema(tenant_id))
+    with engine.connect() as connection:
+        plan = ranges.load(connection, schema, part.run_id)
+        found = [r for r in plan.ranges if r.range_no == part.range_no] if plan else []
+        if not found or found[0].is_done:
+            return 0
+        return ranges.products_left(connection, schema, found[0])
+
+
 def _audit_summary(audit: TenantAudit) -> dict[str, Any]:
     return {
         "products": audit.products,
@@ -232,26 +244,38 @@ def register_tasks(procrastinate_app: App) -> None:
         dry_run: bool = False,
         run_id: int | None = None,
     ) -> dict[str, Any]:
-        options = RunOptions(
-            legacy_sources=get_settings().legacy_sources,
-            batch_size=batch_size,
-            max_rate=max_rate,
-            dry_run=dry_run,
-            worker=f"{socket.gethostname()}:job",
-        )
+        options = _job_options(batch_size, max_rate, dry_run)
 
         def work(tracker: Tracker) -> dict[str, Any]:
             contracted = is_contracted(_engine(), tenant_id)
             tracker.set_total(0 if contracted else _count(_engine(), tenant_id, without_rows=True))
-            # TenantBusy (a CLI run holds the tenant) raises: the retry strategy tries later.
-            result = run_tenant(
-                _engine(),
-                tenant_id,
-                options,
-                controls=tracker.controls,
-                progress=lambda _t, products, _images: _advance_quietly(tracker, products),
-            )
-            return asdict(result)
+            return _backfill(tracker, tenant_id, options)
+
+        return tracked(context, run_id, "backfill", tenant_id, work)
+
+    @procrastinate_app.task(
+        name="backfill_range",
+        queue=BACKFILL_QUEUE,
+        pass_context=True,
+        retry=RetryStrategy(max_attempts=10, wait=5, exponential_wait=2),
+    )
+    def backfill_range(
+        context: JobContext,
+        tenant_id: int,
+        backfill_run: int,
+        range_no: int,
+        batch_size: int | None = None,
+        max_rate: float | None = None,
+        run_id: int | None = None,
+    ) -> dict[str, Any]:
+        """One key range of a tenant's run (enqueue_backfill_ranges): its own worker, its own
+        pause, cancel and progress; the run is done when its last range is."""
+        options = _job_options(batch_size, max_rate)
+        part = RangeRef(backfill_run, range_no)
+
+        def work(tracker: Tracker) -> dict[str, Any]:
+            tracker.set_total(_range_left(_engine(), tenant_id, part))
+            return _backfill(tracker, tenant_id, options, part)
 
         return tracked(context, run_id, "backfill", tenant_id, work)
 
@@ -364,6 +388,34 @@ def register_tasks(procrastinate_app: App) -> None:
         return await retry_stalled_jobs(procrastinate_app)
 
 
+def _job_options(
+    batch_size: int | None, max_rate: float | None, dry_run: bool = False
+) -> RunOptions:
+    return RunOptions(
+        legacy_sources=get_settings().legacy_sources,
+        batch_size=batch_size,
+        max_rate=max_rate,
+        dry_run=dry_run,
+        worker=f"{socket.gethostname()}:job",
+    )
+
+
+def _backfill(
+    tracker: Tracker, tenant_id: int, options: RunOptions, only: RangeRef | None = None
+) -> dict[str, Any]:
+    """A backfill job's work: the tenant (or one range of its run) under the job's controls.
+    TenantBusy (another worker holds what it needs) raises: the retry strategy tries later."""
+    result = run_tenant(
+        _engine(),
+        tenant_id,
+        options,
+        controls=tracker.controls,
+        progress=lambda _t, products, _images: _advance_quietly(tracker, products),
+        only=only,
+    )
+    return asdict(result)
+
+
 def _advance_quietly(tracker: Tracker, units: int) -> None:
     """Progress from a run that has its own controls (a cancel stops it at the next batch
     through `should_stop`, which ends the run cleanly: no exception through it)."""
@@ -409,6 +461,42 @@ TASKS: dict[str, str] = {
 }
 
 
+def _queue_and_engine(procrastinate_app: App | None, engine: Engine | None) -> tuple[App, Engine]:
+    """The queue and the engine of its database (the settings' own by default)."""
+    if engine is None:
+        if procrastinate_app is not None:  # its database may not be the settings' one
+            raise ValueError("give the engine of the queue's database with its procrastinate app")
+        engine = _engine()
+    return procrastinate_app or queue_app(), engine
+
+
+def _defer_tracked(
+    engine: Engine,
+    task: Any,
+    tenant_id: int,
+    kind: job_runs.Kind,
+    locks: tuple[str, str],
+    requested_by: str,
+    arguments: dict[str, Any],
+) -> tuple[int, int] | None:
+    """Defer one job with its run row: (run id, job id), or None when its queueing lock says
+    one is already queued."""
+    queueing_lock, lock = locks
+    with engine.begin() as connection:
+        run_id = job_runs.create(connection, tenant_id, kind, requested_by)
+    try:
+        job_id = task.configure(queueing_lock=queueing_lock, lock=lock).defer(
+            tenant_id=tenant_id, run_id=run_id, **arguments
+        )
+    except AlreadyEnqueued:
+        with engine.begin() as connection:
+            job_runs.forget(connection, run_id)
+        return None
+    with engine.begin() as connection:
+        job_runs.attach(connection, run_id, job_id)
+    return run_id, int(job_id)
+
+
 def enqueue_runs(
     kind: job_runs.Kind,
     tenant_ids: Sequence[int],
@@ -420,30 +508,64 @@ def enqueue_runs(
 ) -> dict[int, tuple[int, int] | None]:
     """Defer one job of a kind per tenant, each with its run row: tenant -> (run id, job id),
     or None for a tenant that already has one queued."""
-    if engine is None:
-        if procrastinate_app is not None:  # its database may not be the settings' one
-            raise ValueError("give the engine of the queue's database with its procrastinate app")
-        engine = _engine()
-    procrastinate_app = procrastinate_app or queue_app()
+    procrastinate_app, engine = _queue_and_engine(procrastinate_app, engine)
     queued: dict[int, tuple[int, int] | None] = {}
     with procrastinate_app.open():
         task = procrastinate_app.tasks[TASKS[kind]]
         for tenant_id in tenant_ids:
-            queueing_lock, lock = _locks(kind, tenant_id)
-            with engine.begin() as connection:
-                run_id = job_runs.create(connection, tenant_id, kind, requested_by)
-            try:
-                job_id = task.configure(queueing_lock=queueing_lock, lock=lock).defer(
-                    tenant_id=tenant_id, run_id=run_id, **arguments
+            queued[tenant_id] = _defer_tracked(
+                engine, task, tenant_id, kind, _locks(kind, tenant_id), requested_by, arguments
+            )
+    return queued
+
+
+def enqueue_backfill_ranges(
+    tenant_ids: Sequence[int],
+    *,
+    ranges_each: int,
+    batch_size: int | None = None,
+    max_rate: float | None = None,
+    procrastinate_app: App | None = None,
+    requested_by: str = "admin API or CLI",
+    engine: Engine | None = None,
+) -> dict[int, dict[int, tuple[int, int] | None]]:
+    """Per tenant, its run split into `ranges_each` key ranges (or its unfinished run, with
+    the ranges it has) and one job per unfinished range, for any worker of the pool:
+    tenant -> range -> (run id, job id), or None for a range whose job is already queued.
+    A tenant not ready or contracted gets the ordinary tenant job (it says why it skips)."""
+    procrastinate_app, engine = _queue_and_engine(procrastinate_app, engine)
+    arguments: dict[str, Any] = {"batch_size": batch_size, "max_rate": max_rate}
+    queued: dict[int, dict[int, tuple[int, int] | None]] = {}
+    with procrastinate_app.open():
+        for tenant_id in tenant_ids:
+            if not is_ready(engine, tenant_id) or is_contracted(engine, tenant_id):
+                task = procrastinate_app.tasks[TASKS["backfill"]]
+                locks = _locks("backfill", tenant_id)
+                job = _defer_tracked(
+                    engine, task, tenant_id, "backfill", locks, requested_by, arguments
                 )
-            except AlreadyEnqueued:
-                with engine.begin() as connection:
-                    job_runs.forget(connection, run_id)
-                queued[tenant_id] = None
+                queued[tenant_id] = {0: job}
                 continue
-            with engine.begin() as connection:
-                job_runs.attach(connection, run_id, job_id)
-            queued[tenant_id] = (run_id, job_id)
+            schema = quoted_schema(tenant_schema(tenant_id))
+            with engine.connect() as connection:
+                plan = ranges.start_or_resume(
+                    connection, schema, parts=ranges_each, worker="queued"
+                )
+            task = procrastinate_app.tasks["backfill_range"]
+            queued[tenant_id] = {}
+            for part in plan.unfinished:
+                # Per run and range: a second enqueue of the same run is refused, a later
+                # run's ranges are not held up by an old job.
+                key = f"backfill:user_{tenant_id}:run:{plan.run_id}:range:{part.range_no}"
+                queued[tenant_id][part.range_no] = _defer_tracked(
+                    engine,
+                    task,
+                    tenant_id,
+                    "backfill",
+                    (key, key),
+                    requested_by,
+                    {**arguments, "backfill_run": plan.run_id, "range_no": part.range_no},
+                )
     return queued
 
 
@@ -501,6 +623,7 @@ async def cancel_queued_job(procrastinate_app: App, job_id: int) -> bool:
 
 __all__ = [
     "TenantBusy",
+    "enqueue_backfill_ranges",
     "enqueue_backfills",
     "enqueue_enrichments",
     "enqueue_runs",

@@ -1,39 +1,46 @@
 """The backfill of one tenant: keyset batches under row locks, one transaction each, with the
-checkpoint committed inside the batch, adaptive batch size, rate limit, pause and stop."""
+checkpoint committed inside the batch, adaptive batch size, rate limit, pause and stop; the
+tenant's product ids split into key ranges (backfill/ranges.py), one worker per range."""
 
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass, field, replace
 
 import structlog
 from sqlalchemy import Connection, Engine, text
-from sqlalchemy.exc import DBAPIError
 
 from app.core.database import quoted_schema, tenant_schema
-from backfill import health, knobs
+from backfill import health, ranges
+from backfill.batches import ProductsRefused, defer_next, retry_deferred
+from backfill.batches import batch_after as _batch_after  # tests wrap it here
 from backfill.health import HealthLimits
 from backfill.knobs import Knobs
-from backfill.projection import project_products, record_rejections
+from backfill.pacing import (
+    BACKFILL_APP_NAME,
+    Controls,
+    NoControls,
+    Pace,
+    app_busy,
+    rate_share,
+    read_knobs,
+    wait_for_health,
+    wait_while_paused,
+)
+from backfill.ranges import RangeRef
 from backfill.tenants import is_contracted
 
 log = structlog.get_logger("backfill")
 # The run's clock (batch timing, the rate); tests replace it to drive time by hand.
 monotonic = time.monotonic
 
-LOCK_NOT_AVAILABLE = "55P03"
-
 
 class TenantBusy(RuntimeError):
-    """Another worker holds this tenant's backfill lock."""
-
-
-class ProductsRefused(RuntimeError):
-    """The table refused a batch's images (a data or integrity error, e.g. an image id that
-    another product's row already has): the products are tried one by one."""
+    """Other workers hold every unfinished range of this tenant's run (or an older runner
+    holds the whole tenant)."""
 
 
 class TenantNotExpanded(RuntimeError):
@@ -50,7 +57,7 @@ class RunOptions:
     min_batch_size: int = 1
     max_batch_size: int = 5000
     target_batch_seconds: float = 0.5
-    max_rate: float | None = None  # images per second, over the whole run
+    max_rate: float | None = None  # images per second, over the whole run (all its workers)
     # Yield to live traffic (gh-ost's max-load idea): when the app's sessions are busy in the
     # database (sampled before and after each batch), sleep `yield_ratio` x the batch's time
     # after it. An idle database never waits; other backfills do not count as traffic.
@@ -62,35 +69,9 @@ class RunOptions:
     deferred_rounds: int = 5
     dry_run: bool = False
     worker: str = field(default_factory=lambda: f"{socket.gethostname()}:cli")
-
-
-class Controls(Protocol):
-    """What a run consults between batches."""
-
-    def should_stop(self) -> bool:
-        """SIGINT/SIGTERM or job abort: finish the batch, then stop."""
-
-    def is_paused(self) -> bool:
-        """The pause toggle: wait between batches while on."""
-
-    def sleep(self, seconds: float) -> None:
-        """Wait (interruptible by a stop where possible)."""
-
-
-class NoControls:
-    """Never stops, never pauses."""
-
-    def should_stop(self) -> bool:
-        """Never."""
-        return False
-
-    def is_paused(self) -> bool:
-        """Never."""
-        return False
-
-    def sleep(self, seconds: float) -> None:
-        """time.sleep."""
-        time.sleep(seconds)
+    # A new run is split into this many key ranges and worked by as many threads; a resumed
+    # run keeps the ranges it has (docs/benchmarks.md, "Parallel workers": 2 on 2 cores).
+    workers: int = 1
 
 
 @dataclass
@@ -109,11 +90,30 @@ class TenantResult:
     yields: int = 0  # batches followed by a pause for live traffic
     throttles: int = 0  # waits for the database's health (backfill/health.py)
     seconds: float = 0.0
+    ranges: dict[int, str] = field(default_factory=dict)  # range worked -> its status
 
     @property
     def rate(self) -> float:
         """Images inserted per second."""
         return self.images_inserted / self.seconds if self.seconds else 0.0
+
+    def add(self, other: TenantResult) -> None:
+        """Count in what another range or worker of the same run did."""
+        for name in _COUNTS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.ranges.update(other.ranges)
+
+
+_COUNTS = (
+    "products_scanned",
+    "images_inserted",
+    "rejected",
+    "deferred",
+    "batches",
+    "lock_timeouts",
+    "yields",
+    "throttles",
+)
 
 
 Progress = Callable[[int, int, int], None]  # (tenant_id, products, images) since last call
@@ -141,8 +141,13 @@ def run_tenant(
     *,
     controls: Controls | None = None,
     progress: Progress = _noop_progress,
+    only: RangeRef | None = None,
 ) -> TenantResult:
-    """Migrate every product of the tenant that has no rows yet, resuming an unfinished run."""
+    """Migrate every product of the tenant that has no rows yet, resuming an unfinished run.
+
+    A new run is split into `options.workers` key ranges (backfill/ranges.py), worked by as
+    many threads at once, each on its own connection; a resumed run keeps its ranges. With
+    `only`, this call works that one range of that run (a job per range) and nothing else."""
     controls = controls or NoControls()
     schema = quoted_schema(tenant_schema(tenant_id))
     bound = structlog.get_logger("backfill").bind(tenant=tenant_id, stage="backfill")
@@ -150,65 +155,244 @@ def run_tenant(
         # products.images is gone: the table is the only representation, nothing to copy.
         bound.info("backfill.contracted_skip")
         return TenantResult(tenant_id, run_id=0, status="contracted")
-    with engine.connect() as lock_connection:
-        # Session-level advisory lock: one runner per tenant, whatever started it (CLI or job
-        # worker), released by PostgreSQL if the process dies, even with kill -9.
-        got = lock_connection.execute(
-            text("SELECT pg_try_advisory_lock(hashtext(:key))"), {"key": f"backfill:{schema}"}
-        ).scalar_one()
-        lock_connection.commit()
-        if not got:
-            raise TenantBusy(f"tenant {tenant_id} is being backfilled by another worker")
-        try:
-            with engine.connect() as connection:
-                # Named apart so that other backfills do not take it for live traffic
-                # (_app_busy); reset before the pooled connection goes back.
-                connection.execute(text(f"SET application_name = '{BACKFILL_APP_NAME}'"))
-                connection.commit()
-                try:
-                    return _run(connection, tenant_id, schema, options, controls, progress, bound)
-                finally:
-                    if not connection.invalidated:
-                        connection.rollback()
-                        connection.execute(text("RESET application_name"))
-                        connection.commit()
-        finally:
-            lock_connection.execute(
-                text("SELECT pg_advisory_unlock(hashtext(:key))"), {"key": f"backfill:{schema}"}
-            )
-            lock_connection.commit()
-
-
-def _run(
-    connection: Connection,
-    tenant_id: int,
-    schema: str,
-    options: RunOptions,
-    controls: Controls,
-    progress: Progress,
-    log: structlog.stdlib.BoundLogger,
-) -> TenantResult:
     started = monotonic()
-    run_id, checkpoint = _start_or_resume(connection, schema, options)
-    result = TenantResult(tenant_id=tenant_id, run_id=run_id, status="running")
-    log = log.bind(run=run_id)
-    log.info("backfill.run_started", checkpoint=checkpoint, dry_run=options.dry_run)
+    plan: ranges.Plan | None
+    with engine.connect() as connection:
+        if only is None:
+            plan = ranges.start_or_resume(
+                connection,
+                schema,
+                parts=options.workers,
+                worker=options.worker,
+                dry_run=options.dry_run,
+            )
+        else:
+            plan = ranges.load(connection, schema, only.run_id)
+    if plan is None:  # the job's run is gone (its tenant was reset): nothing of it is left
+        return TenantResult(tenant_id, run_id=0, status="done")
+    bound = bound.bind(run=plan.run_id)
+    work = _Work(engine, tenant_id, schema, plan, options, controls, progress, bound, set())
+    workers = 1 if only is not None else max(1, min(options.workers, len(plan.unfinished)))
+    if workers == 1:
+        result = _worker(work, None if only is None else only.range_no)
+    else:
+        result = _in_parallel(work, workers)
+    result.seconds = monotonic() - started
+    bound.info(
+        "backfill.run_finished",
+        status=result.status,
+        ranges=result.ranges,
+        workers=workers,
+        products=result.products_scanned,
+        images=result.images_inserted,
+        rejected=result.rejected,
+        deferred=result.deferred,
+        yields=result.yields,
+        throttles=result.throttles,
+        seconds=round(result.seconds, 3),
+        rate=round(result.rate, 1),
+    )
+    return result
+
+
+@dataclass(frozen=True)
+class _Work:
+    """What the workers of one run_tenant call share."""
+
+    engine: Engine
+    tenant_id: int
+    schema: str
+    plan: ranges.Plan
+    options: RunOptions
+    controls: Controls
+    progress: Progress
+    log: structlog.stdlib.BoundLogger
+    worked: set[int]  # the ranges taken by this call's workers, not to be taken again
+
+
+class _StopAll:
+    """The run's controls, plus a stop that one failed worker sets for its siblings."""
+
+    def __init__(self, controls: Controls) -> None:
+        self.controls = controls
+        self.failed = threading.Event()
+
+    def should_stop(self) -> bool:
+        return self.failed.is_set() or self.controls.should_stop()
+
+    def is_paused(self) -> bool:
+        return self.controls.is_paused()
+
+    def sleep(self, seconds: float) -> None:
+        self.controls.sleep(seconds)
+
+
+def _in_parallel(work: _Work, workers: int) -> TenantResult:
+    """`workers` threads, each taking free ranges until none is left. Threads, not processes:
+    a worker's work is its PostgreSQL backend's (the projection runs there, one backend per
+    connection, so two workers use two cores); its Python side mostly waits on the socket,
+    without the GIL, and shares the process's pool, signal handling, pause toggle and
+    progress bar (docs/benchmarks.md, "Parallel workers")."""
+    shared = _StopAll(work.controls)
+    sharing = replace(work, controls=shared)
+    results: list[TenantResult] = []
+    errors: list[BaseException] = []
+    guard = threading.Lock()
+
+    def one_worker() -> None:
+        try:
+            done = _worker(sharing, None)
+        except TenantBusy:
+            return  # fewer free ranges than workers: the others have them
+        except BaseException as exc:
+            shared.failed.set()  # one failure stops the run; a rerun resumes every range
+            with guard:
+                errors.append(exc)
+            return
+        with guard:
+            results.append(done)
+
+    threads = [
+        threading.Thread(target=one_worker, name=f"backfill-{work.tenant_id}-{n}")
+        for n in range(workers)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    if not results:
+        raise TenantBusy(
+            f"tenant {work.tenant_id}: every unfinished range is held by another worker"
+        )
+    total = TenantResult(work.tenant_id, run_id=work.plan.run_id, status="running")
+    for done in results:
+        total.add(done)
+    with work.engine.connect() as connection:
+        total.status = _run_status(connection, work, results)
+    return total
+
+
+def _run_status(connection: Connection, work: _Work, results: Sequence[TenantResult]) -> str:
+    """The run's status as its ranges left it (a dry run: from what its workers did)."""
+    if work.plan.run_id == 0:
+        return ranges.run_status([s for r in results for s in r.ranges.values()])
+    with connection.begin():
+        return str(
+            connection.execute(
+                text(f"SELECT status FROM {work.schema}.backfill_runs WHERE id = :id"),
+                {"id": work.plan.run_id},
+            ).scalar_one()
+        )
+
+
+def _worker(work: _Work, only: int | None) -> TenantResult:
+    """One worker on its own connection: takes a free range (or range `only`), works it to
+    its end, then the next, until none is free; TenantBusy if it found none free at all."""
+    result = TenantResult(work.tenant_id, run_id=work.plan.run_id, status="running")
+    key = ranges.tenant_lock_key(work.schema)
+    with work.engine.connect() as connection:
+        # Named apart first, so that no other backfill (a sibling worker included) takes
+        # this session for live traffic (pacing.app_busy); reset before it goes back to the
+        # pool.
+        connection.execute(text(f"SET application_name = '{BACKFILL_APP_NAME}'"))
+        connection.commit()
+        try:
+            # Session-level advisory locks (the tenant's, shared by its workers; each
+            # range's, by its one worker), released by PostgreSQL if the process dies, even
+            # with kill -9.
+            got = connection.execute(
+                text("SELECT pg_try_advisory_lock_shared(hashtext(:key))"), {"key": key}
+            ).scalar_one()
+            connection.commit()
+            if not got:
+                raise TenantBusy(f"tenant {work.tenant_id} is being backfilled by another runner")
+            try:
+                _take_ranges(connection, work, only, result)
+            finally:
+                if not connection.invalidated:
+                    connection.rollback()
+                    connection.execute(
+                        text("SELECT pg_advisory_unlock_shared(hashtext(:key))"), {"key": key}
+                    )
+                    connection.commit()
+            result.status = _run_status(connection, work, [result])
+        finally:
+            if not connection.invalidated:
+                connection.rollback()
+                connection.execute(text("RESET application_name"))
+                connection.commit()
+    return result
+
+
+def _take_ranges(
+    connection: Connection, work: _Work, only: int | None, result: TenantResult
+) -> None:
+    held_elsewhere = False
+    while True:
+        part, held = ranges.claim(
+            connection,
+            work.schema,
+            work.plan,
+            worker=work.options.worker,
+            only=only,
+            skip=work.worked,
+        )
+        held_elsewhere = held_elsewhere or held
+        if part is None:
+            break
+        work.worked.add(part.range_no)
+        try:
+            done = _run_range(connection, work, part)
+        finally:
+            if not connection.invalidated:
+                connection.rollback()
+                ranges.release(connection, work.schema, part)
+        result.add(done)
+        # Stopped, or deferred products left: no further range. (Checked here between
+        # ranges; a range checks it before each of its batches.)
+        if done.status != "done" or work.controls.should_stop():
+            break
+    if not result.ranges and held_elsewhere:
+        raise TenantBusy(
+            f"tenant {work.tenant_id}: its unfinished ranges are held by other workers"
+        )
+
+
+def _run_range(connection: Connection, work: _Work, part: ranges.KeyRange) -> TenantResult:
+    """One range, keyset batch after keyset batch, then its deferred products; the result's
+    status is the range's (done, interrupted or failed), rolled up into its run."""
+    tenant_id, schema, options, controls = work.tenant_id, work.schema, work.options, work.controls
+    started = monotonic()
+    checkpoint = part.checkpoint
+    result = TenantResult(tenant_id=tenant_id, run_id=part.run_id, status="running")
+    log = work.log.bind(range=part.range_no)
+    log.info(
+        "backfill.range_started",
+        lower=part.lower,
+        upper=part.upper,
+        checkpoint=checkpoint,
+        dry_run=options.dry_run,
+    )
     size = options.batch_size or options.initial_batch_size
     server = health.sample(connection, schema, options.health)
     turned = Knobs()
-    pace = _Pace(options.max_rate, started)
+    pace = Pace(options.max_rate, started)
+    rolled_up_at = started
     try:
         while True:
-            if _wait_while_paused(controls, log):
-                return _finish(connection, schema, result, "interrupted", started, log)
-            turned = _read_knobs(connection, tenant_id, turned, log)
+            if wait_while_paused(controls, log):
+                return _finish(connection, schema, part, result, "interrupted", started, log)
+            turned = read_knobs(connection, tenant_id, turned, log)
             size = turned.batch_size or size
-            pace.aim(turned.max_rate or options.max_rate, monotonic(), result.images_inserted)
+            rate = rate_share(connection, schema, turned.max_rate or options.max_rate)
+            pace.aim(rate, monotonic(), result.images_inserted)
             batch_started = monotonic()
-            busy_before = _app_busy(connection)
+            busy_before = app_busy(connection)
             refused: str | None = None
             try:
-                outcome = _batch_after(connection, schema, checkpoint, size, options, result)
+                outcome = _batch_after(connection, schema, part, checkpoint, size, options, result)
             except ProductsRefused as exc:  # narrowed down to the one product, then deferred
                 outcome, refused = None, str(exc)
             if outcome is None:  # lock timeout, or the table refused one of the products
@@ -218,8 +402,8 @@ def _run(
                     size = max(options.min_batch_size, size // 4)
                     log.warning("backfill.batch_shrink", batch_size=size, refused=refused)
                     continue
-                checkpoint = _defer_next(
-                    connection, schema, run_id, checkpoint, result, refused or "lock timeout"
+                checkpoint = defer_next(
+                    connection, schema, part, checkpoint, result, refused or "lock timeout"
                 )
                 log.warning("backfill.product_deferred", product=checkpoint, reason=refused)
                 continue
@@ -227,360 +411,44 @@ def _run(
             if scanned == 0:
                 break
             checkpoint = new_checkpoint
-            progress(tenant_id, scanned, inserted)
+            work.progress(tenant_id, scanned, inserted)
+            if part.run_id and monotonic() - rolled_up_at >= ROLL_UP_SECONDS:
+                _roll_up(connection, schema, part.run_id)
+                rolled_up_at = monotonic()
             elapsed = monotonic() - batch_started
             size = next_batch_size(size, elapsed, options)
-            if options.yield_ratio > 0 and (busy_before or _app_busy(connection)):
+            if options.yield_ratio > 0 and (busy_before or app_busy(connection)):
                 result.yields += 1
                 controls.sleep(elapsed * options.yield_ratio)
-            server = _wait_for_health(connection, schema, options, controls, result, server, log)
+            server, throttles = wait_for_health(
+                connection, schema, options.health, controls, server, log
+            )
+            result.throttles += throttles
             ahead = pace.wait(monotonic(), result.images_inserted)
             if ahead > 0:
                 controls.sleep(ahead)
-        _retry_deferred(connection, schema, options, controls, result, log)
+        retry_deferred(connection, schema, part, options, controls, result, log)
         status = "done" if result.deferred == 0 else "interrupted"
-        return _finish(connection, schema, result, status, started, log)
+        return _finish(connection, schema, part, result, status, started, log)
     except BaseException as exc:
         connection.rollback()
-        _finish(connection, schema, result, "failed", started, log, error=repr(exc))
+        _finish(connection, schema, part, result, "failed", started, log, error=repr(exc))
         raise
 
 
-def _start_or_resume(connection: Connection, schema: str, options: RunOptions) -> tuple[int, int]:
-    if options.dry_run:
-        return 0, 0
+# The run row's figures (status, progress, rate) follow its ranges' at most this late.
+ROLL_UP_SECONDS = 1.0
+
+
+def _roll_up(connection: Connection, schema: str, run_id: int) -> None:
     with connection.begin():
-        row = connection.execute(
-            text(
-                f"SELECT id, checkpoint FROM {schema}.backfill_runs "
-                "WHERE status IN ('running', 'interrupted') ORDER BY id DESC LIMIT 1"
-            )
-        ).first()
-        if row is not None:
-            connection.execute(
-                text(
-                    f"UPDATE {schema}.backfill_runs SET status = 'running', worker = :worker, "
-                    "updated_at = now() WHERE id = :id"
-                ),
-                {"id": row.id, "worker": options.worker},
-            )
-            return int(row.id), int(row.checkpoint)
-        run_id = connection.execute(
-            text(
-                f"INSERT INTO {schema}.backfill_runs (status, worker) "
-                "VALUES ('running', :worker) RETURNING id"
-            ),
-            {"worker": options.worker},
-        ).scalar_one()
-        return int(run_id), 0
-
-
-def _batch_after(
-    connection: Connection,
-    schema: str,
-    checkpoint: int,
-    size: int,
-    options: RunOptions,
-    result: TenantResult,
-) -> tuple[int, int, int] | None:
-    """One batch in one transaction; None when the batch's row locks timed out."""
-    transaction = connection.begin()
-    try:
-        _prepare(connection, schema, options)
-        ids = list(
-            connection.execute(
-                text(
-                    f"SELECT id FROM {schema}.products WHERE id > :checkpoint "
-                    "ORDER BY id LIMIT :size FOR UPDATE"
-                ),
-                {"checkpoint": checkpoint, "size": size},
-            ).scalars()
-        )
-        if not ids:
-            transaction.rollback()
-            return 0, 0, checkpoint
-        inserted, rejected = _migrate(connection, ids, options)
-        new_checkpoint = ids[-1]
-        _record_batch(connection, schema, result, ids, new_checkpoint, inserted, rejected, size)
-        if options.dry_run:
-            transaction.rollback()  # a dry run measures everything and keeps nothing
-        else:
-            transaction.commit()
-    except DBAPIError as exc:
-        transaction.rollback()
-        if getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
-            return None
-        if _is_refusal(exc):
-            raise ProductsRefused(_first_line(exc)) from exc
-        raise
-    except BaseException:
-        transaction.rollback()
-        raise
-    result.products_scanned += len(ids)
-    result.images_inserted += inserted
-    result.rejected += rejected
-    result.batches += 1
-    return len(ids), inserted, new_checkpoint
-
-
-def _prepare(connection: Connection, schema: str, options: RunOptions) -> None:
-    connection.execute(text(f"SET LOCAL lock_timeout = '{int(options.lock_timeout_ms)}ms'"))
-    # The projection SQL names tenant tables unqualified; this transaction reads this schema.
-    connection.execute(text(f"SET LOCAL search_path TO {schema}, public"))
-    connection.execute(text("SET CONSTRAINTS ALL DEFERRED"))
-
-
-def _is_refusal(exc: DBAPIError) -> bool:
-    """A data exception (class 22) or an integrity violation (class 23): what this product's
-    JSONB asks of the table cannot be stored; retrying the same batch cannot help."""
-    sqlstate = getattr(exc.orig, "sqlstate", None) or ""
-    return sqlstate[:2] in ("22", "23")
-
-
-def _first_line(exc: DBAPIError) -> str:
-    return (str(exc.orig) if exc.orig is not None else str(exc)).splitlines()[0]
-
-
-def _migrate(connection: Connection, ids: Sequence[int], options: RunOptions) -> tuple[int, int]:
-    inserted = project_products(connection, ids, options.legacy_sources)
-    rejected = record_rejections(connection, ids, "backfill")
-    return inserted, rejected
-
-
-def _record_batch(
-    connection: Connection,
-    schema: str,
-    result: TenantResult,
-    ids: Sequence[int],
-    checkpoint: int,
-    inserted: int,
-    rejected: int,
-    size: int,
-) -> None:
-    # Committed with the batch's rows: after a crash, the checkpoint never runs ahead of them.
-    connection.execute(
-        text(
-            f"UPDATE {schema}.backfill_runs SET checkpoint = :checkpoint, "
-            "products_scanned = products_scanned + :scanned, "
-            "images_inserted = images_inserted + :inserted, rejected = rejected + :rejected, "
-            "batches = batches + 1, batch_size = :size, lock_timeouts = :lock_timeouts, "
-            "updated_at = now() WHERE id = :id"
-        ),
-        {
-            "checkpoint": checkpoint,
-            "scanned": len(ids),
-            "inserted": inserted,
-            "rejected": rejected,
-            "size": size,
-            "lock_timeouts": result.lock_timeouts,
-            "id": result.run_id,
-        },
-    )
-    connection.execute(
-        text(f"DELETE FROM {schema}.backfill_deferred WHERE product_id = ANY(:ids)"),
-        {"ids": list(ids)},
-    )
-
-
-def _defer_next(
-    connection: Connection,
-    schema: str,
-    run_id: int,
-    checkpoint: int,
-    result: TenantResult,
-    reason: str,
-) -> int:
-    """A single product that stays locked (or that the table refuses): note it, with why,
-    for a later retry and move past it."""
-    with connection.begin():
-        product_id = connection.execute(
-            text(f"SELECT min(id) FROM {schema}.products WHERE id > :checkpoint"),
-            {"checkpoint": checkpoint},
-        ).scalar_one()
-        if product_id is None:
-            return checkpoint
-        connection.execute(
-            text(
-                f"INSERT INTO {schema}.backfill_deferred (product_id, reason) "
-                "VALUES (:id, :reason) ON CONFLICT (product_id) "
-                "DO UPDATE SET attempts = backfill_deferred.attempts + 1, deferred_at = now(), "
-                "reason = EXCLUDED.reason"
-            ),
-            {"id": product_id, "reason": reason},
-        )
-        connection.execute(
-            text(
-                f"UPDATE {schema}.backfill_runs SET checkpoint = :checkpoint, "
-                "deferred = deferred + 1, updated_at = now() WHERE id = :run"
-            ),
-            {"checkpoint": product_id, "run": run_id},
-        )
-    return int(product_id)
-
-
-def _retry_deferred(
-    connection: Connection,
-    schema: str,
-    options: RunOptions,
-    controls: Controls,
-    result: TenantResult,
-    log: structlog.stdlib.BoundLogger,
-) -> None:
-    """Come back for products that were locked, with backoff; never skip one for good."""
-    delay = 0.2
-    for _round in range(options.deferred_rounds):
-        with connection.begin():
-            pending = list(
-                connection.execute(
-                    text(f"SELECT product_id FROM {schema}.backfill_deferred ORDER BY product_id")
-                ).scalars()
-            )
-        if not pending or controls.should_stop():
-            break
-        for product_id in pending:
-            _batch_for(connection, schema, product_id, options, result)
-        controls.sleep(delay)
-        delay *= 2
-    with connection.begin():
-        result.deferred = int(
-            connection.execute(
-                text(f"SELECT count(*) FROM {schema}.backfill_deferred")
-            ).scalar_one()
-        )
-    if result.deferred:
-        log.warning("backfill.still_deferred", products=result.deferred)
-
-
-def _batch_for(
-    connection: Connection, schema: str, product_id: int, options: RunOptions, result: TenantResult
-) -> None:
-    transaction = connection.begin()
-    try:
-        _prepare(connection, schema, options)
-        locked = connection.execute(
-            text(f"SELECT id FROM {schema}.products WHERE id = :id FOR UPDATE"), {"id": product_id}
-        ).scalar()
-        inserted, rejected = _migrate(connection, [product_id], options) if locked else (0, 0)
-        connection.execute(
-            text(f"DELETE FROM {schema}.backfill_deferred WHERE product_id = :id"),
-            {"id": product_id},
-        )
-        transaction.commit()
-    except DBAPIError as exc:
-        transaction.rollback()
-        if getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
-            result.lock_timeouts += 1
-            return
-        if _is_refusal(exc):  # stays deferred, with the table's reason, for the operator
-            with connection.begin():
-                connection.execute(
-                    text(
-                        f"UPDATE {schema}.backfill_deferred SET reason = :reason, "
-                        "attempts = attempts + 1, deferred_at = now() WHERE product_id = :id"
-                    ),
-                    {"reason": _first_line(exc), "id": product_id},
-                )
-            return
-        raise
-    result.images_inserted += inserted
-    result.rejected += rejected
-
-
-def _wait_while_paused(controls: Controls, log: structlog.stdlib.BoundLogger) -> bool:
-    """Block while paused; True when a stop was asked for instead."""
-    announced = False
-    while True:
-        if controls.should_stop():
-            return True
-        if not controls.is_paused():
-            if announced:
-                log.info("backfill.resumed")
-            return False
-        if not announced:
-            log.info("backfill.paused")
-            announced = True
-        controls.sleep(1.0)
-
-
-def _wait_for_health(
-    connection: Connection,
-    schema: str,
-    options: RunOptions,
-    controls: Controls,
-    result: TenantResult,
-    previous: health.HealthSample,
-    log: structlog.stdlib.BoundLogger,
-) -> health.HealthSample:
-    """Wait, a second at a time, while the database is under pressure; the last sample."""
-    current = health.sample(connection, schema, options.health)
-    reason = health.pressure(previous, current, options.health)
-    while reason is not None and not controls.should_stop():
-        result.throttles += 1
-        log.info("backfill.throttled", reason=reason)
-        controls.sleep(1.0)
-        previous, current = current, health.sample(connection, schema, options.health)
-        reason = health.pressure(previous, current, options.health)
-    return current
-
-
-APP_NAME = "product-images"  # app.core.database.make_engine's application_name
-BACKFILL_APP_NAME = "product-images-backfill"
-
-
-def _app_busy(connection: Connection) -> bool:
-    """Whether another of the app's sessions is working in this database right now (not
-    idle; backfill sessions are named apart and do not count)."""
-    busy = connection.execute(
-        text(
-            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid() AND application_name = :app "
-            "AND state IN ('active', 'idle in transaction'))"
-        ),
-        {"app": APP_NAME},
-    ).scalar()
-    connection.commit()
-    return bool(busy)
-
-
-@dataclass
-class _Pace:
-    """The rate a run keeps (`--max-rate`, or its knob), counted from when it was set."""
-
-    rate: float | None
-    since: float
-    inserted_then: int = 0
-
-    def aim(self, rate: float | None, now: float, inserted: int) -> None:
-        """Keep `rate` from now on (a change restarts the count: no burst, no long sleep)."""
-        if rate != self.rate:
-            self.rate, self.since, self.inserted_then = rate, now, inserted
-
-    def wait(self, now: float, inserted: int) -> float:
-        """Seconds to sleep to stay within the rate. A run behind its rate (a pause, a
-        throttle, a yield, a slow batch) earns no credit: the count starts again from now,
-        so a rate is a ceiling at every moment, never an average to catch up on."""
-        if not self.rate:
-            return 0.0
-        ahead = (inserted - self.inserted_then) / self.rate - (now - self.since)
-        if ahead <= 0:
-            self.since, self.inserted_then = now, inserted
-        return max(ahead, 0.0)
-
-
-def _read_knobs(
-    connection: Connection, tenant_id: int, before: Knobs, log: structlog.stdlib.BoundLogger
-) -> Knobs:
-    """The knobs in force now (`backfill tune`), logged when they changed."""
-    now = knobs.in_force(connection, tenant_id)
-    connection.commit()
-    if now != before:
-        log.info("backfill.knobs_changed", max_rate=now.max_rate, batch_size=now.batch_size)
-    return now
+        ranges.roll_up(connection, schema, run_id)
 
 
 def _finish(
     connection: Connection,
     schema: str,
+    part: ranges.KeyRange,
     result: TenantResult,
     status: str,
     started: float,
@@ -588,33 +456,35 @@ def _finish(
     *,
     error: str | None = None,
 ) -> TenantResult:
+    """The range ends (done, interrupted or failed) and is rolled up into its run."""
     result.status = status
+    result.ranges[part.range_no] = status
     result.seconds = monotonic() - started
-    if result.run_id:
+    if part.run_id:
         with connection.begin():
             connection.execute(
                 text(
-                    f"UPDATE {schema}.backfill_runs SET status = :status, error = :error, "
+                    f"UPDATE {schema}.backfill_ranges SET status = :status, error = :error, "
                     "lock_timeouts = :lock_timeouts, updated_at = now(), "
                     "finished_at = CASE WHEN :status IN ('done', 'failed') THEN now() END "
-                    "WHERE id = :id"
+                    "WHERE run_id = :run AND range_no = :no"
                 ),
                 {
                     "status": status,
                     "error": error,
                     "lock_timeouts": result.lock_timeouts,
-                    "id": result.run_id,
+                    "run": part.run_id,
+                    "no": part.range_no,
                 },
             )
+            ranges.roll_up(connection, schema, part.run_id)
     log.info(
-        "backfill.run_finished",
+        "backfill.range_finished",
         status=status,
         products=result.products_scanned,
         images=result.images_inserted,
         rejected=result.rejected,
         deferred=result.deferred,
-        yields=result.yields,
-        throttles=result.throttles,
         seconds=round(result.seconds, 3),
         rate=round(result.rate, 1),
     )

@@ -34,7 +34,7 @@ def clear(engine: Engine, tenants: list[int]) -> None:
             connection.execute(
                 text(
                     f"TRUNCATE {schema}.product_images, {schema}.rejected_image_elements, "
-                    f"{schema}.backfill_runs"
+                    f"{schema}.backfill_runs CASCADE"  # and its key ranges
                 )
             )
     with engine.connect() as connection:

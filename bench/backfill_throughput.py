@@ -44,9 +44,14 @@ LEGACY = ("pythonApiWOO",)
 
 def clear(engine, tenant: int) -> None:  # type: ignore[no-untyped-def]
     with engine.begin() as connection:
-        connection.execute(text(f"TRUNCATE {tenant_schema(tenant)}.product_images"))
-        connection.execute(text(f"TRUNCATE {tenant_schema(tenant)}.rejected_image_elements"))
-        connection.execute(text(f"TRUNCATE {tenant_schema(tenant)}.backfill_runs"))
+        schema = tenant_schema(tenant)
+        # CASCADE: and whatever records a run (its key ranges: backfill_ranges).
+        connection.execute(
+            text(
+                f"TRUNCATE {schema}.product_images, {schema}.rejected_image_elements, "
+                f"{schema}.backfill_runs CASCADE"
+            )
+        )
         connection.execute(text("CHECKPOINT"))
 
 

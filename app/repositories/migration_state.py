@@ -23,7 +23,12 @@ from app.repositories.tenant_facts import tenant_facts
 
 Bind = Connection | Session
 
-BACKFILL_TABLES = ("product_images", "backfill_runs", "image_migration_state")
+BACKFILL_TABLES = (
+    "product_images",
+    "backfill_runs",
+    "backfill_ranges",
+    "image_migration_state",
+)
 """The tables a tenant's schema has once migrated far enough for the backfill."""
 
 WRITER_SETTING = "pim.images_writer"

@@ -56,11 +56,21 @@ def run(
             "checkpoint",
         ),
     ] = 10.0,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=16,
+            help="Workers per tenant, each on its own key range and connection (a new run is "
+            "split into this many ranges; a resumed run keeps its own). About one per core "
+            "the database can spare",
+        ),
+    ] = 1,
 ) -> None:
     """Migrate every product that has no table rows yet, tenant by tenant, resumably. A
     contracted tenant is skipped; a tenant that fails is reported and the others go on (exit
     1 at the end, naming it, as for a tenant left unfinished)."""
-    engine = open_engine()
+    engine = open_engine(pool_size=workers + 1)  # one each worker holds, one for the rest
     tenants = chosen_tenants(engine, tenant)
     settings = get_settings()
     options = RunOptions(
@@ -70,6 +80,7 @@ def run(
         dry_run=dry_run,
         yield_ratio=yield_ratio,
         health=HealthLimits(max_replication_lag_seconds=max_lag or None),
+        workers=workers,
     )
     pause = pause_toggle(settings)
     controls = RunControls(is_paused=pause.is_paused)
@@ -101,7 +112,7 @@ def run(
                 continue
             except Exception as exc:
                 # One tenant's failure never stops the others. Its run is recorded as failed
-                # (runner._run) and resumes from its checkpoint next time; KeyboardInterrupt
+                # (runner._run_range) and resumes from its checkpoint next time; KeyboardInterrupt
                 # and SystemExit are not Exceptions: they still stop the whole run.
                 log.error(
                     "backfill.tenant_failed",
@@ -225,13 +236,34 @@ def enqueue(
     batch_size: Annotated[int | None, typer.Option(min=1, max=100_000)] = None,
     max_rate: Annotated[float | None, typer.Option(min=1)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
+    ranges: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=16,
+            help="Split each tenant's run into this many key ranges, one job each, so that "
+            "as many workers of the pool share one tenant (a resumed run keeps its ranges)",
+        ),
+    ] = 1,
 ) -> None:
-    """Queue one backfill job per tenant for the workers; print the job ids."""
-    from backfill.jobs import enqueue_backfills
+    """Queue one backfill job per tenant (or per key range) for the workers; print the ids."""
+    from backfill.jobs import enqueue_backfill_ranges, enqueue_backfills
 
     engine = open_engine()
     tenants = chosen_tenants(engine, tenant)
     engine.dispose()
+    if ranges > 1:
+        if dry_run:
+            console.print("[red]--dry-run: a run split into ranges is a real run[/red]")
+            raise typer.Exit(2)
+        split = enqueue_backfill_ranges(
+            tenants, ranges_each=ranges, batch_size=batch_size, max_rate=max_rate
+        )
+        for tenant_id, jobs_of_ranges in split.items():
+            for range_no, ids in jobs_of_ranges.items():
+                said = f"job {ids[1]} (run {ids[0]})" if ids else "already queued"
+                typer.echo(f"tenant {tenant_id} range {range_no}: {said}")
+        return
     jobs = enqueue_backfills(tenants, batch_size=batch_size, max_rate=max_rate, dry_run=dry_run)
     for tenant_id, job_id in jobs.items():
         typer.echo(f"tenant {tenant_id}: " + (f"job {job_id}" if job_id else "already queued"))

@@ -18,7 +18,7 @@ from backfill.enrich.fetch import Failed, Fetched, Fetcher
 from backfill.enrich.options import EnrichOptions
 from backfill.enrich.pending import Pending, is_ready, next_batch
 from backfill.enrich.write import write_batch
-from backfill.runner import Controls, NoControls
+from backfill.pacing import Controls, NoControls
 
 log = structlog.get_logger("backfill")
 

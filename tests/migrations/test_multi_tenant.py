@@ -11,7 +11,7 @@ from app.core import migrate
 from app.core.database import tenant_schema
 from migrations.tenancy import TenantMigrationFailed
 
-HEAD = "0015"
+HEAD = "0016"
 
 
 def revision_of(engine: Engine, schema: str) -> str | None:

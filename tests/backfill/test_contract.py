@@ -332,22 +332,32 @@ def test_canonicalize_stops_when_the_tenant_loses_its_verified_state_mid_run(
     run_tenant(engine, tenant, RunOptions())
     assert verify_tenant(engine, tenant).is_verified
     before = jsonb_by_product(engine, tenant)
-    real = steps.rewrite_batch
+    real, check = steps.rewrite_batch, steps._still_verified
     batches: list[list[int]] = []
+    drifting: list[threading.Thread] = []
 
     def first_then_drift(connection: Connection, schema: str, ids: list[int]) -> int:
         batches.append(ids)
         rewritten = real(connection, schema, ids)
         if len(batches) == 1:
             # e.g. a write with the kill switch on, elsewhere in the tenant: waits for this
-            # batch's FOR SHARE on the state row, then clears it. The batch commits only
-            # once that write is queued behind it (else the next batch could take its FOR
-            # SHARE first: the test raced, and failed once on 2026-12-03).
-            threading.Thread(target=clear_verified, args=(engine, tenant)).start()
+            # batch's FOR SHARE on the state row, then clears it.
+            drifting.append(threading.Thread(target=clear_verified, args=(engine, tenant)))
+            drifting[0].start()
             wait_for_a_blocked_update(engine, "image_migration_state")
         return rewritten
 
+    def after_the_drift(connection: Connection, schema: str, tenant_id: int) -> None:
+        # The drifting write, queued behind batch 1, commits before batch 2 looks. (Without
+        # this join batch 2's FOR SHARE could be granted first, twice in CI under load:
+        # harmless, since a drifting write touches the state row before any product, so
+        # batch 2 still rebuilt from intact rows; but then this test saw two batches.)
+        for thread in drifting:
+            thread.join()
+        check(connection, schema, tenant_id)
+
     monkeypatch.setattr(steps, "rewrite_batch", first_then_drift)
+    monkeypatch.setattr(steps, "_still_verified", after_the_drift)
     with pytest.raises(steps.ContractRefused, match="lost its verified state"):
         steps.canonicalize_tenant(engine, tenant, batch=2)
     after = jsonb_by_product(engine, tenant)

@@ -371,8 +371,10 @@ def _compare_in_parallel(
         for chunk in _chunks(lead, schema, report):
             hand_out(chunk)
             handed_out += 1
-        for _ in threads:
-            hand_out(_DONE)
+        for _ in threads:  # one end marker per worker still there (each takes one)
+            collect(block=False)
+            if running:
+                hand_out(_DONE)
         while running:
             collect(block=True)
     finally:

@@ -3,8 +3,11 @@ rejection; drift is found, classified, and clears the verified state."""
 
 from __future__ import annotations
 
+import queue
 import threading
+import time
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -299,6 +302,35 @@ def test_workers_without_a_connection_leave_the_chunks_to_the_others(
                 verify_tenant(alone, tenant, workers=2)
         finally:
             alone.dispose()
+    finally:
+        small.dispose()
+
+
+def test_a_worker_that_gave_up_early_does_not_fail_the_pass_at_its_end(
+    engine: Engine, tenant: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The second worker gives up on the pool long before the end; the first compares every
+    # chunk and, at the end, takes its end marker: the pass is whole, not "no worker left".
+    seed(engine, tenant, copies=3)
+    run_tenant(engine, tenant, RunOptions())
+    monkeypatch.setattr(verification, "CHUNK", 2)
+    compare = verification._compare_chunk
+
+    def slowly(*args: Any) -> list[int]:
+        time.sleep(0.1)  # eleven chunks: about a second, the pool gives up after 0.5 s
+        return compare(*args)
+
+    class SlowEnd(queue.Queue[object]):
+        def put(self, item: object, block: bool = True, timeout: float | None = None) -> None:
+            super().put(item, block, timeout)
+            if item is verification._DONE:  # the first worker finishes before the next marker
+                time.sleep(0.5)
+
+    monkeypatch.setattr(verification, "_compare_chunk", slowly)
+    monkeypatch.setattr(verification.queue, "Queue", SlowEnd)
+    small = _small_pool(engine, 2)
+    try:
+        assert verify_tenant(small, tenant, workers=2).is_verified
     finally:
         small.dispose()
 

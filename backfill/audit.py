@@ -28,9 +28,9 @@ from app.images.operations import label_objects, stored_object
 from app.marketplaces import NoPublishablePhoto
 from app.models import Product
 from app.repositories import shadow_reads
-from app.repositories.tenant_facts import tenant_facts
 from app.services.marketplace import MarketplaceConverter
 from app.services.product_image_service import ProductImageService
+from flags.stages import Stage
 
 log = structlog.get_logger("backfill.audit")
 
@@ -96,7 +96,10 @@ def audit_tenant(
                     select(Product).where(Product.id > after).order_by(Product.id).limit(CHUNK)
                 )
             )
-            contracted = tenant_facts(session).is_contracted
+            # The chunk's stage, resolved once for its transaction (list_images reuses it).
+            contracted = (
+                bool(products) and service.paths.resolution(session).stage is Stage.COMPLETE
+            )
             for product in products:
                 both = shadow_reads.read_both(session, product.id, with_jsonb=not contracted)
                 assert both is not None  # read in the same transaction as the product

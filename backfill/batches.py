@@ -12,7 +12,7 @@ import structlog
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
-from backfill import ranges
+from app.repositories.migration_state import deferred, runs
 from backfill.pacing import Controls
 from backfill.projection import project_products, record_rejections
 
@@ -30,7 +30,7 @@ class ProductsRefused(RuntimeError):
 def batch_after(
     connection: Connection,
     schema: str,
-    part: ranges.KeyRange,
+    part: runs.KeyRange,
     checkpoint: int,
     size: int,
     options: RunOptions,
@@ -54,9 +54,18 @@ def batch_after(
             return 0, 0, checkpoint
         inserted, rejected = _migrate(connection, ids, options)
         new_checkpoint = ids[-1]
-        _record_batch(
-            connection, schema, part, result, ids, new_checkpoint, inserted, rejected, size
+        runs.record_batch(
+            connection,
+            schema,
+            part,
+            ids=ids,
+            checkpoint=new_checkpoint,
+            inserted=inserted,
+            rejected=rejected,
+            size=size,
+            lock_timeouts=result.lock_timeouts,
         )
+        deferred.forget_deferred(connection, schema, ids)  # handled: no longer deferred
         if options.dry_run:
             transaction.rollback()  # a dry run measures everything and keeps nothing
         else:
@@ -102,49 +111,10 @@ def _migrate(connection: Connection, ids: Sequence[int], options: RunOptions) ->
     return inserted, rejected
 
 
-def _record_batch(
-    connection: Connection,
-    schema: str,
-    part: ranges.KeyRange,
-    result: TenantResult,
-    ids: Sequence[int],
-    checkpoint: int,
-    inserted: int,
-    rejected: int,
-    size: int,
-) -> None:
-    # Committed with the batch's rows: after a crash, the checkpoint never runs ahead of them.
-    # The range's row only (its worker's alone): the run row is rolled up outside the batch,
-    # so two workers' batches never wait for each other on it.
-    connection.execute(
-        text(
-            f"UPDATE {schema}.backfill_ranges SET checkpoint = :checkpoint, "
-            "products_scanned = products_scanned + :scanned, "
-            "images_inserted = images_inserted + :inserted, rejected = rejected + :rejected, "
-            "batches = batches + 1, batch_size = :size, lock_timeouts = :lock_timeouts, "
-            "updated_at = now() WHERE run_id = :run AND range_no = :no"
-        ),
-        {
-            "checkpoint": checkpoint,
-            "scanned": len(ids),
-            "inserted": inserted,
-            "rejected": rejected,
-            "size": size,
-            "lock_timeouts": result.lock_timeouts,
-            "run": part.run_id,
-            "no": part.range_no,
-        },
-    )
-    connection.execute(
-        text(f"DELETE FROM {schema}.backfill_deferred WHERE product_id = ANY(:ids)"),
-        {"ids": list(ids)},
-    )
-
-
 def defer_next(
     connection: Connection,
     schema: str,
-    part: ranges.KeyRange,
+    part: runs.KeyRange,
     checkpoint: int,
     result: TenantResult,
     reason: str,
@@ -158,30 +128,14 @@ def defer_next(
         ).scalar_one()
         if product_id is None:
             return checkpoint
-        connection.execute(
-            text(
-                f"INSERT INTO {schema}.backfill_deferred (product_id, reason) "
-                "VALUES (:id, :reason) ON CONFLICT (product_id) "
-                "DO UPDATE SET attempts = backfill_deferred.attempts + 1, deferred_at = now(), "
-                "reason = EXCLUDED.reason"
-            ),
-            {"id": product_id, "reason": reason},
-        )
-        connection.execute(
-            text(
-                f"UPDATE {schema}.backfill_ranges SET checkpoint = :checkpoint, "
-                "deferred = deferred + 1, updated_at = now() "
-                "WHERE run_id = :run AND range_no = :no"
-            ),
-            {"checkpoint": product_id, "run": part.run_id, "no": part.range_no},
-        )
+        deferred.defer(connection, schema, part, int(product_id), reason)
     return int(product_id)
 
 
 def retry_deferred(
     connection: Connection,
     schema: str,
-    part: ranges.KeyRange,
+    part: runs.KeyRange,
     options: RunOptions,
     controls: Controls,
     result: TenantResult,
@@ -190,19 +144,9 @@ def retry_deferred(
     """Come back for the range's products that were locked, with backoff; never skip one for
     good (each worker retries its own range's)."""
     delay = 0.2
-    in_range = "product_id > :lower AND product_id <= :last"
-    bounds = {"lower": part.lower, "last": part.last_id}
     for _round in range(options.deferred_rounds):
         with connection.begin():
-            pending = list(
-                connection.execute(
-                    text(
-                        f"SELECT product_id FROM {schema}.backfill_deferred "
-                        f"WHERE {in_range} ORDER BY product_id"
-                    ),
-                    bounds,
-                ).scalars()
-            )
+            pending = deferred.deferred_in(connection, schema, part)
         if not pending or controls.should_stop():
             break
         for product_id in pending:
@@ -210,12 +154,7 @@ def retry_deferred(
         controls.sleep(delay)
         delay *= 2
     with connection.begin():
-        result.deferred = int(
-            connection.execute(
-                text(f"SELECT count(*) FROM {schema}.backfill_deferred WHERE {in_range}"),
-                bounds,
-            ).scalar_one()
-        )
+        result.deferred = deferred.count_deferred(connection, schema, part)
     if result.deferred:
         log.warning("backfill.still_deferred", products=result.deferred)
 
@@ -230,10 +169,7 @@ def _batch_for(
             text(f"SELECT id FROM {schema}.products WHERE id = :id FOR UPDATE"), {"id": product_id}
         ).scalar()
         inserted, rejected = _migrate(connection, [product_id], options) if locked else (0, 0)
-        connection.execute(
-            text(f"DELETE FROM {schema}.backfill_deferred WHERE product_id = :id"),
-            {"id": product_id},
-        )
+        deferred.forget_deferred(connection, schema, [product_id])
         transaction.commit()
     except DBAPIError as exc:
         transaction.rollback()
@@ -242,13 +178,7 @@ def _batch_for(
             return
         if _is_refusal(exc):  # stays deferred, with the table's reason, for the operator
             with connection.begin():
-                connection.execute(
-                    text(
-                        f"UPDATE {schema}.backfill_deferred SET reason = :reason, "
-                        "attempts = attempts + 1, deferred_at = now() WHERE product_id = :id"
-                    ),
-                    {"reason": _first_line(exc), "id": product_id},
-                )
+                deferred.still_refused(connection, schema, product_id, _first_line(exc))
             return
         raise
     result.images_inserted += inserted

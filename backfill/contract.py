@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime
 
 import structlog
 from sqlalchemy import Connection, Engine, text
 
 from app.core.database import quoted_schema, tenant_schema
 from app.repositories import migration_state
+from app.repositories.migration_state import backups
+from app.repositories.migration_state.backups import Backup
 from backfill.tenants import has_images_column
 from backfill.verify import VerificationReport, compare_into_report
 
@@ -49,17 +50,6 @@ class ContractRefused(RuntimeError):
     """A guard said no; the tenant is left untouched."""
 
 
-@dataclass(frozen=True)
-class Backup:
-    """One copy of a tenant's `products.id, images`."""
-
-    id: int
-    reason: str
-    products: int
-    elements: int
-    taken_at: datetime
-
-
 def rebuilt(schema: str) -> str:
     """The rebuild expression for a quoted schema."""
     return REBUILT.format(schema=schema)
@@ -70,24 +60,9 @@ def rebuilt(schema: str) -> str:
 
 def take_backup(connection: Connection, schema: str, reason: str) -> Backup:
     """Copy every product's `images` (byte for byte) in the caller's transaction."""
-    row = connection.execute(
-        text(
-            f"INSERT INTO {schema}.image_backups (reason, products, elements) "
-            "SELECT :reason, count(*), coalesce(sum(CASE jsonb_typeof(images) WHEN 'array' "
-            "THEN jsonb_array_length(images) ELSE 1 END), 0) "
-            f"FROM {schema}.products RETURNING id, reason, products, elements, taken_at"
-        ),
-        {"reason": reason},
-    ).one()
-    connection.execute(
-        text(
-            f"INSERT INTO {schema}.image_backup_rows (backup_id, product_id, images) "
-            f"SELECT :backup, id, images FROM {schema}.products"
-        ),
-        {"backup": row.id},
-    )
-    log.info("backup.taken", schema=schema, backup=row.id, products=row.products, reason=reason)
-    return Backup(int(row.id), row.reason, int(row.products), int(row.elements), row.taken_at)
+    taken = backups.take(connection, schema, reason)
+    log.info("backup.taken", schema=schema, backup=taken.id, products=taken.products, reason=reason)
+    return taken
 
 
 def backup_tenant(engine: Engine, tenant_id: int, reason: str = "on demand") -> Backup:
@@ -100,15 +75,8 @@ def backup_tenant(engine: Engine, tenant_id: int, reason: str = "on demand") -> 
 
 
 def list_backups(engine: Engine, tenant_id: int) -> list[Backup]:
-    schema = quoted_schema(tenant_schema(tenant_id))
     with engine.connect() as connection:
-        rows = connection.execute(
-            text(
-                f"SELECT id, reason, products, elements, taken_at FROM {schema}.image_backups "
-                "ORDER BY id"
-            )
-        ).all()
-    return [Backup(int(r.id), r.reason, int(r.products), int(r.elements), r.taken_at) for r in rows]
+        return backups.listed(connection, quoted_schema(tenant_schema(tenant_id)))
 
 
 def restore_backup(engine: Engine, tenant_id: int, backup_id: int) -> int:
@@ -119,10 +87,7 @@ def restore_backup(engine: Engine, tenant_id: int, backup_id: int) -> int:
     with engine.begin() as connection:
         if not has_images_column(connection, schema):
             raise ContractRefused(f"tenant {tenant_id} is contracted: uncontract it first")
-        found = connection.execute(
-            text(f"SELECT 1 FROM {schema}.image_backups WHERE id = :id"), {"id": backup_id}
-        ).first()
-        if found is None:
+        if not backups.exists(connection, schema, backup_id):
             raise ContractRefused(f"tenant {tenant_id} has no backup {backup_id}")
         restored_ids = list(
             connection.execute(
@@ -149,20 +114,14 @@ def restore_backup(engine: Engine, tenant_id: int, backup_id: int) -> int:
         # Drift, whatever was restored: a verify running now must not mark the tenant
         # verified from a snapshot taken before the restore.
         migration_state.record_drift(connection, schema, f"backup {backup_id} restored")
-        connection.execute(
-            text(f"UPDATE {schema}.image_migration_state SET canonical_at = NULL WHERE id = 1")
-        )
+        migration_state.clear_canonical(connection, schema)
     log.warning("backup.restored", tenant=tenant_id, backup=backup_id, products=restored)
     return int(restored)
 
 
 def delete_backup(engine: Engine, tenant_id: int, backup_id: int) -> bool:
-    schema = quoted_schema(tenant_schema(tenant_id))
     with engine.begin() as connection:
-        deleted = connection.execute(
-            text(f"DELETE FROM {schema}.image_backups WHERE id = :id"), {"id": backup_id}
-        ).rowcount
-    return bool(deleted)
+        return backups.delete(connection, quoted_schema(tenant_schema(tenant_id)), backup_id)
 
 
 # --- canonical rewrite -----------------------------------------------------------------------
@@ -203,10 +162,7 @@ def canonicalize_tenant(
     with engine.begin() as connection:
         if not has_images_column(connection, schema):
             raise ContractRefused(f"tenant {tenant_id} is contracted: its JSONB is gone")
-        verified = connection.execute(
-            text(f"SELECT verified_at FROM {schema}.image_migration_state WHERE id = 1")
-        ).scalar()
-        if verified is None:
+        if not migration_state.is_verified(connection, schema):
             raise ContractRefused(
                 f"tenant {tenant_id} is not verified: run `python -m backfill verify` first"
             )
@@ -233,12 +189,7 @@ def canonicalize_tenant(
     with engine.begin() as connection:
         left = not_canonical(connection, schema)
         if left == 0:
-            connection.execute(
-                text(
-                    f"UPDATE {schema}.image_migration_state SET canonical_at = now(), "
-                    "updated_at = now() WHERE id = 1"
-                )
-            )
+            migration_state.mark_canonical(connection, schema)
     result.seconds = time.monotonic() - started
     log.info(
         "canonicalize.done",
@@ -255,10 +206,7 @@ def _still_verified(connection: Connection, schema: str, tenant_id: int) -> None
     clears it, e.g. one with the dual-write kill switch on, which drops its product's rows,
     waits for this batch, and the next batch sees it and stops before rebuilding that
     product's JSONB from rows that are gone)."""
-    verified = connection.execute(
-        text(f"SELECT verified_at FROM {schema}.image_migration_state WHERE id = 1 FOR SHARE")
-    ).scalar()
-    if verified is None:
+    if not migration_state.is_verified(connection, schema, hold=True):
         raise ContractRefused(
             f"tenant {tenant_id} lost its verified state during canonicalize (drift or the "
             "dual-write kill switch): nothing more rewritten; verify, then run it again"
@@ -321,10 +269,7 @@ def check_contract(connection: Connection, schema: str) -> Backup:
         raise ContractRefused(
             "long-running transactions hold the tenant's tables: " + "; ".join(blockers)
         )
-    state = connection.execute(
-        text(f"SELECT verified_at FROM {schema}.image_migration_state WHERE id = 1")
-    ).one()
-    if state.verified_at is None:
+    if not migration_state.is_verified(connection, schema):
         raise ContractRefused("not verified: run `python -m backfill verify` first")
     # The app stamps updated_at with its own clock when a request starts: look back far
     # enough to cover a request in flight and clock skew.
@@ -339,46 +284,12 @@ def check_contract(connection: Connection, schema: str) -> Backup:
     connection.execute(text(f"LOCK TABLE {schema}.products IN ACCESS EXCLUSIVE MODE"))
     # Nothing writes now. A write that drifted since the checks (the kill switch, a restore)
     # cleared the verified state: read it again under the lock.
-    again = connection.execute(
-        text(f"SELECT verified_at FROM {schema}.image_migration_state WHERE id = 1")
-    ).scalar()
-    if again is None:
+    if not migration_state.is_verified(connection, schema):
         raise ContractRefused("lost its verified state during the checks: verify again")
     # Every write path bumps updated_at (the dual-write does, in the product's transaction).
     _no_drift(connection, schema, since=began)
     _canonical(connection, schema, since=began)
-    return _refresh_backup(connection, schema, backup, since=began)
-
-
-def _refresh_backup(connection: Connection, schema: str, backup: Backup, *, since: str) -> Backup:
-    """Bring the backup up to the products as they are under the lock."""
-    connection.execute(
-        text(
-            f"INSERT INTO {schema}.image_backup_rows (backup_id, product_id, images) "
-            f"SELECT :backup, id, images FROM {schema}.products "
-            "WHERE updated_at >= CAST(:since AS timestamptz) "
-            "ON CONFLICT (backup_id, product_id) DO UPDATE SET images = EXCLUDED.images"
-        ),
-        {"backup": backup.id, "since": since},
-    )
-    connection.execute(
-        text(
-            f"DELETE FROM {schema}.image_backup_rows AS b WHERE b.backup_id = :backup "
-            f"AND NOT EXISTS (SELECT 1 FROM {schema}.products AS p WHERE p.id = b.product_id)"
-        ),
-        {"backup": backup.id},
-    )
-    row = connection.execute(
-        text(
-            f"UPDATE {schema}.image_backups AS b SET products = c.n, elements = c.e "
-            "FROM (SELECT count(*) AS n, coalesce(sum(CASE jsonb_typeof(images) "
-            "WHEN 'array' THEN jsonb_array_length(images) ELSE 1 END), 0) AS e "
-            f"FROM {schema}.image_backup_rows WHERE backup_id = :backup) AS c "
-            "WHERE b.id = :backup RETURNING b.products, b.elements"
-        ),
-        {"backup": backup.id},
-    ).one()
-    return Backup(backup.id, backup.reason, int(row.products), int(row.elements), backup.taken_at)
+    return backups.refresh(connection, schema, backup, since=began)
 
 
 def _no_drift_in_a_snapshot(connection: Connection, schema: str) -> None:

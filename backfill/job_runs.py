@@ -1,7 +1,10 @@
 """Job runs: one row per queued job (`public.job_runs`, revision 0014) saying what it is doing
 (state, progress, rate, ETA, result or error) and what an operator asked of it (pause,
 resume, cancel). The job writes its progress and reads the request between batches
-(backfill/controls.py `RunRequests`); the console and the CLI read and set them here."""
+(backfill/controls.py `RunRequests`); the console and the CLI read and set them here.
+
+Over 300 lines because the run row's life (create, start, report, request, finish, and why
+a control is refused) is one table's protocol, written here only."""
 
 from __future__ import annotations
 
@@ -148,6 +151,14 @@ def _run(row: RowMapping) -> JobRun:
     return JobRun(**{column.name: row[column.name] for column in JOB_RUNS.columns})
 
 
+def _updated(connection: Connection, run_id: int, values: dict[str, Any]) -> JobRun:
+    """Write `values` to the run's row; the row as it is now."""
+    row = connection.execute(
+        update(JOB_RUNS).where(JOB_RUNS.c.id == run_id).values(values).returning(JOB_RUNS)
+    )
+    return _run(row.mappings().one())
+
+
 def create(connection: Connection, tenant_id: int, kind: Kind, requested_by: str) -> int:
     """A queued run (its job is deferred next; `attach` records the job's id)."""
     return int(
@@ -195,14 +206,7 @@ def start(engine: Engine, run_id: int) -> JobRun | None:
         }
         if cancelled:
             values["finished_at"] = func.now()
-        changed = (
-            connection.execute(
-                update(JOB_RUNS).where(JOB_RUNS.c.id == run_id).values(values).returning(JOB_RUNS)
-            )
-            .mappings()
-            .one()
-        )
-        return _run(changed)
+        return _updated(connection, run_id, values)
 
 
 def report(engine: Engine, run_id: int, *, done: int, total: int | None = None) -> str | None:
@@ -285,14 +289,7 @@ def request(engine: Engine, run_id: int, control: Control) -> JobRun:
         }
         if control == "cancel" and run.state == "queued":
             values.update(state="cancelled", finished_at=func.now())
-        changed = (
-            connection.execute(
-                update(JOB_RUNS).where(JOB_RUNS.c.id == run_id).values(values).returning(JOB_RUNS)
-            )
-            .mappings()
-            .one()
-        )
-        return _run(changed)
+        return _updated(connection, run_id, values)
 
 
 def _why_not(run: JobRun, control: Control) -> str:

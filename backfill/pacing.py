@@ -11,7 +11,8 @@ from typing import Protocol
 import structlog
 from sqlalchemy import Connection, text
 
-from backfill import health, knobs, ranges
+from app.repositories.migration_state import claims
+from backfill import health, knobs
 from backfill.health import HealthLimits, HealthSample
 from backfill.knobs import Knobs
 
@@ -131,7 +132,7 @@ def rate_share(connection: Connection, schema: str, rate: float | None) -> float
     """This worker's part of the tenant's rate: the rate over the workers on it now."""
     if not rate:
         return rate
-    return rate / ranges.live_workers(connection, schema)
+    return rate / claims.live_workers(connection, schema)
 
 
 def read_knobs(

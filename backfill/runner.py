@@ -1,6 +1,11 @@
 """The backfill of one tenant: keyset batches under row locks, one transaction each, with the
 checkpoint committed inside the batch, adaptive batch size, rate limit, pause and stop; the
-tenant's product ids split into key ranges (backfill/ranges.py), one worker per range."""
+tenant's product ids split into key ranges (app/repositories/migration_state/runs.py), one
+worker per range.
+
+Over 300 lines because a run's phases (plan, workers, a range's batch loop, its end and
+roll-up) share one worker's stop, pause and failure handling; the batch itself is
+batches.py, the pacing pacing.py."""
 
 from __future__ import annotations
 
@@ -14,7 +19,9 @@ import structlog
 from sqlalchemy import Connection, Engine, text
 
 from app.core.database import quoted_schema, tenant_schema
-from backfill import health, ranges
+from app.repositories.migration_state import claims, runs
+from app.repositories.migration_state.runs import RangeRef
+from backfill import health
 from backfill.batches import ProductsRefused, defer_next, retry_deferred
 from backfill.batches import batch_after as _batch_after  # tests wrap it here
 from backfill.health import HealthLimits
@@ -30,7 +37,6 @@ from backfill.pacing import (
     wait_for_health,
     wait_while_paused,
 )
-from backfill.ranges import RangeRef
 from backfill.tenants import is_contracted
 
 log = structlog.get_logger("backfill")
@@ -145,7 +151,7 @@ def run_tenant(
 ) -> TenantResult:
     """Migrate every product of the tenant that has no rows yet, resuming an unfinished run.
 
-    A new run is split into `options.workers` key ranges (backfill/ranges.py), worked by as
+    A new run is split into `options.workers` key ranges (migration_state.runs), worked by as
     many threads at once, each on its own connection; a resumed run keeps its ranges. With
     `only`, this call works that one range of that run (a job per range) and nothing else."""
     controls = controls or NoControls()
@@ -156,10 +162,10 @@ def run_tenant(
         bound.info("backfill.contracted_skip")
         return TenantResult(tenant_id, run_id=0, status="contracted")
     started = monotonic()
-    plan: ranges.Plan | None
+    plan: runs.Plan | None
     with engine.connect() as connection:
         if only is None:
-            plan = ranges.start_or_resume(
+            plan = runs.start_or_resume(
                 connection,
                 schema,
                 parts=options.workers,
@@ -167,7 +173,7 @@ def run_tenant(
                 dry_run=options.dry_run,
             )
         else:
-            plan = ranges.load(connection, schema, only.run_id)
+            plan = runs.load(connection, schema, only.run_id)
     if plan is None:  # the job's run is gone (its tenant was reset): nothing of it is left
         return TenantResult(tenant_id, run_id=0, status="done")
     bound = bound.bind(run=plan.run_id)
@@ -202,7 +208,7 @@ class _Work:
     engine: Engine
     tenant_id: int
     schema: str
-    plan: ranges.Plan
+    plan: runs.Plan
     options: RunOptions
     controls: Controls
     progress: Progress
@@ -277,21 +283,16 @@ def _in_parallel(work: _Work, workers: int) -> TenantResult:
 def _run_status(connection: Connection, work: _Work, results: Sequence[TenantResult]) -> str:
     """The run's status as its ranges left it (a dry run: from what its workers did)."""
     if work.plan.run_id == 0:
-        return ranges.run_status([s for r in results for s in r.ranges.values()])
+        return runs.run_status([s for r in results for s in r.ranges.values()])
     with connection.begin():
-        return str(
-            connection.execute(
-                text(f"SELECT status FROM {work.schema}.backfill_runs WHERE id = :id"),
-                {"id": work.plan.run_id},
-            ).scalar_one()
-        )
+        return runs.status_of_run(connection, work.schema, work.plan.run_id)
 
 
 def _worker(work: _Work, only: int | None) -> TenantResult:
     """One worker on its own connection: takes a free range (or range `only`), works it to
     its end, then the next, until none is free; TenantBusy if it found none free at all."""
     result = TenantResult(work.tenant_id, run_id=work.plan.run_id, status="running")
-    key = ranges.tenant_lock_key(work.schema)
+    key = claims.tenant_lock_key(work.schema)
     with work.engine.connect() as connection:
         # Named apart first, so that no other backfill (a sibling worker included) takes
         # this session for live traffic (pacing.app_busy); reset before it goes back to the
@@ -331,7 +332,7 @@ def _take_ranges(
 ) -> None:
     held_elsewhere = False
     while True:
-        part, held = ranges.claim(
+        part, held = claims.claim(
             connection,
             work.schema,
             work.plan,
@@ -348,7 +349,7 @@ def _take_ranges(
         finally:
             if not connection.invalidated:
                 connection.rollback()
-                ranges.release(connection, work.schema, part)
+                claims.release(connection, work.schema, part)
         result.add(done)
         # Stopped, or deferred products left: no further range. (Checked here between
         # ranges; a range checks it before each of its batches.)
@@ -360,7 +361,7 @@ def _take_ranges(
         )
 
 
-def _run_range(connection: Connection, work: _Work, part: ranges.KeyRange) -> TenantResult:
+def _run_range(connection: Connection, work: _Work, part: runs.KeyRange) -> TenantResult:
     """One range, keyset batch after keyset batch, then its deferred products; the result's
     status is the range's (done, interrupted or failed), rolled up into its run."""
     tenant_id, schema, options, controls = work.tenant_id, work.schema, work.options, work.controls
@@ -442,13 +443,13 @@ ROLL_UP_SECONDS = 1.0
 
 def _roll_up(connection: Connection, schema: str, run_id: int) -> None:
     with connection.begin():
-        ranges.roll_up(connection, schema, run_id)
+        runs.roll_up(connection, schema, run_id)
 
 
 def _finish(
     connection: Connection,
     schema: str,
-    part: ranges.KeyRange,
+    part: runs.KeyRange,
     result: TenantResult,
     status: str,
     started: float,
@@ -462,22 +463,14 @@ def _finish(
     result.seconds = monotonic() - started
     if part.run_id:
         with connection.begin():
-            connection.execute(
-                text(
-                    f"UPDATE {schema}.backfill_ranges SET status = :status, error = :error, "
-                    "lock_timeouts = :lock_timeouts, updated_at = now(), "
-                    "finished_at = CASE WHEN :status IN ('done', 'failed') THEN now() END "
-                    "WHERE run_id = :run AND range_no = :no"
-                ),
-                {
-                    "status": status,
-                    "error": error,
-                    "lock_timeouts": result.lock_timeouts,
-                    "run": part.run_id,
-                    "no": part.range_no,
-                },
+            runs.finish_range(
+                connection,
+                schema,
+                part,
+                status=status,
+                error=error,
+                lock_timeouts=result.lock_timeouts,
             )
-            ranges.roll_up(connection, schema, part.run_id)
     log.info(
         "backfill.range_finished",
         status=status,

@@ -261,9 +261,4 @@ def _switch(bind: Connection, schema: str) -> None:
     bind.execute(text(f"ALTER TABLE {schema}.products RENAME COLUMN {STAGING} TO images"))
     if migration_state.has_safety_net(bind, schema):
         migration_state.install_triggers(bind, schema)
-    bind.execute(
-        text(
-            f"UPDATE {schema}.image_migration_state SET contracted_at = NULL, "
-            "updated_at = now() WHERE id = 1"
-        )
-    )
+    migration_state.mark_contracted(bind, schema, contracted=False)

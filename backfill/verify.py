@@ -6,6 +6,9 @@ run as a SELECT and joined, a chunk of products at a time, with the table's rows
 products: one projection, not a second copy to keep in step. Only the expected rejections go
 into a temporary table (`pg_temp` first on the search path), by the backfill's own
 record_rejections.sql.
+
+Over 300 lines because the one-connection and the several-connection comparisons share the
+chunking, the classification and the compare-and-set record, which must not drift apart.
 """
 
 from __future__ import annotations
@@ -544,7 +547,4 @@ def verified_at(engine: Engine, tenant_id: int) -> datetime | None:
     """When the tenant was last verified clean (None: not verified)."""
     schema = quoted_schema(tenant_schema(tenant_id))
     with engine.connect() as connection:
-        value = connection.execute(
-            text(f"SELECT verified_at FROM {schema}.image_migration_state WHERE id = 1")
-        ).scalar()
-    return value if isinstance(value, datetime) else None
+        return migration_state.verified_at(connection, schema)

@@ -13,11 +13,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
 from app.composition import build
 from app.core.cli_support import settings_or_exit
-from app.core.database import make_engine, resolve_database_url, unit_of_work
+from app.core.database import TenantSession, make_engine, resolve_database_url, unit_of_work
 from app.core.settings import Settings
 from app.repositories import shadow_reads
 from app.repositories.migration_state import unverified_tenants
@@ -270,7 +269,7 @@ def mismatches(
             raise typer.Exit(1)
 
 
-def _replay(service: ProductImageService, session: Session, product_id: int) -> str:
+def _replay(service: ProductImageService, session: TenantSession, product_id: int) -> str:
     try:
         differences = service.compare(session, product_id=product_id)
     except ProductNotFound:

@@ -1,4 +1,7 @@
-"""The per-schema loop behind env.py: options, retries, blocker reports, progress."""
+"""The per-schema loop behind env.py: options, retries, blocker reports, progress.
+
+Over 300 lines because the loop's options, its retries on lock timeouts, its blocker reports
+and its refusals (unknown tenants, destroying downgrades) are one loop's parts."""
 
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ module must be given its layer, or the contracts would not look at it."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 import tomllib
@@ -48,3 +49,19 @@ def test_the_import_contracts_hold() -> None:
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "0 broken" in result.stdout
+
+
+LONG = 300  # lines (docs/CONVENTIONS.md): a module over it says why in its docstring
+
+
+def test_a_module_over_300_lines_says_why() -> None:
+    silent = []
+    for package in ("app", "backfill", "flags", "migrations"):
+        for path in sorted((PROJECT_ROOT / package).rglob("*.py")):
+            source = path.read_text()
+            if source.count("\n") <= LONG:
+                continue
+            docstring = ast.get_docstring(ast.parse(source)) or ""
+            if "Over 300 lines because" not in " ".join(docstring.split()):
+                silent.append(f"{path.relative_to(PROJECT_ROOT)} ({source.count(chr(10))})")
+    assert silent == [], "split these, or say why they stay long ('Over 300 lines because')"

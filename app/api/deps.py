@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from app.composition import Services
-from app.core.database import unit_of_work
+from app.core.database import TenantSession, unit_of_work
 from app.core.errors import DomainError
 from app.core.security import InvalidToken, Principal, decode_token
 
@@ -96,8 +96,9 @@ async def require_admin(principal: Annotated[Principal, Depends(current_principa
 def tenant_session(
     engine: Annotated[Engine, Depends(get_engine)],
     tenant_id: Annotated[int, Depends(current_tenant)],
-) -> Iterator[Session]:
-    """One unit of work per request, bound to the tenant's schema; committed at the edge."""
+) -> Iterator[TenantSession]:
+    """The request's tenant unit of work (one transaction bound to the tenant's schema, with
+    its id, schema and stage); committed at the edge."""
     with unit_of_work(engine, tenant_id) as session:
         yield session
 
@@ -117,7 +118,7 @@ TenantId = Annotated[int, Depends(current_tenant)]
 # sent. With the default ("request") FastAPI runs the exit code after sending the response:
 # a client could read before the write committed, and a commit that fails (a deferred
 # constraint) would follow a 2xx already sent. The API bench caught the stale read.
-TenantSession = Annotated[Session, Depends(tenant_session, scope="function")]
+TenantUnit = Annotated[TenantSession, Depends(tenant_session, scope="function")]
 AdminSession = Annotated[Session, Depends(admin_session, scope="function")]
 AdminPrincipal = Annotated[Principal, Depends(require_admin)]
 OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]

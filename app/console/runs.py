@@ -15,7 +15,7 @@ from app.api.deps import services_of
 from app.console.auth import AdminCookie, Csrf
 from app.console.pages import audit_log, back, page, refused, tenant_page
 from backfill import job_runs
-from backfill.jobs import cancel_queued_job
+from backfill.enqueue import cancel_queued_job
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 LISTED = 15

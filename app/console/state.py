@@ -14,6 +14,7 @@ from sqlalchemy import Engine, text
 
 from app.console.refresh import Refreshing
 from app.core.database import quoted_schema, tenant_schema
+from app.repositories.migration_state import runs
 from backfill.labels import LabelReport, label_reports
 from backfill.status import TenantStatus, schema_catalog, tenant_status
 from backfill.tenants import select_tenants
@@ -215,17 +216,7 @@ class RowCache:
 def recent_runs(engine: Engine, tenant_id: int, limit: int = 10) -> list[dict[str, Any]]:
     schema = quoted_schema(tenant_schema(tenant_id))
     with engine.connect() as connection:
-        return [
-            dict(row)
-            for row in connection.execute(
-                text(
-                    "SELECT id, status, worker, products_scanned, images_inserted, rejected, "
-                    "deferred, batches, started_at, finished_at, error "
-                    f"FROM {schema}.backfill_runs ORDER BY id DESC LIMIT :n"
-                ),
-                {"n": limit},
-            ).mappings()
-        ]
+        return runs.recent(connection, schema, limit)
 
 
 def rejected_elements(engine: Engine, tenant_id: int, limit: int = 50) -> list[dict[str, Any]]:

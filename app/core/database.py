@@ -6,13 +6,13 @@ import logging
 import re
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import structlog
-from sqlalchemy import Engine, create_engine
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, SessionTransaction
 
 from app.core.settings import Settings
 
@@ -21,6 +21,7 @@ log = structlog.get_logger(__name__)
 _TENANT_SCHEMA = re.compile(r"^user_[1-9][0-9]{0,17}$")
 _embedded_lock = threading.Lock()
 _embedded_servers: dict[Path, Any] = {}
+_S = TypeVar("_S", bound=Session)
 
 
 class InvalidTenantId(ValueError):
@@ -97,23 +98,54 @@ def tenant_engine(engine: Engine, tenant_id: int) -> Engine:
     return engine.execution_options(schema_translate_map={None: tenant_schema(tenant_id)})
 
 
+class TenantSession(Session):
+    """A tenant's unit of work: one session bound to the tenant's schema that knows its tenant
+    id and schema (set once, at the edge that opened it) and carries the stage its current
+    transaction resolved, so no layer below decodes them again.
+
+    Opened only by `unit_of_work(engine, tenant_id)`: the API's `deps.tenant_session`, the
+    CLIs and the jobs. `stage` is written by app/services/image_paths.py on the first
+    decision of a transaction and forgotten when the transaction ends (the stage may move on
+    between transactions: a verify, a flag); it is typed loosely here because the stage's
+    type lives above the core (flags.stages.Resolution).
+    """
+
+    def __init__(self, engine: Engine, tenant_id: int) -> None:
+        self.tenant_id = tenant_id
+        self.schema = tenant_schema(tenant_id)
+        self.quoted_schema = quoted_schema(self.schema)
+        self.stage: object | None = None
+        super().__init__(bind=tenant_engine(engine, tenant_id), expire_on_commit=False)
+
+
+@event.listens_for(TenantSession, "after_transaction_end")
+def _forget_the_stage(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None and isinstance(session, TenantSession):
+        session.stage = None
+
+
+@overload
+def unit_of_work(engine: Engine) -> AbstractContextManager[Session]: ...
+@overload
+def unit_of_work(engine: Engine, tenant_id: int) -> AbstractContextManager[TenantSession]: ...
+@overload
+def unit_of_work(engine: Engine, tenant_id: int | None) -> AbstractContextManager[Session]: ...
+
+
+def unit_of_work(engine: Engine, tenant_id: int | None = None) -> AbstractContextManager[Session]:
+    """One transaction: commit on success, roll back on error (the edge owns it). With a
+    tenant id, the session is that tenant's unit of work (`TenantSession`)."""
+    if tenant_id is None:
+        return _transaction(Session(bind=engine, expire_on_commit=False))
+    return _transaction(TenantSession(engine, tenant_id))
+
+
 @contextmanager
-def unit_of_work(engine: Engine, tenant_id: int | None = None) -> Iterator[Session]:
-    """One transaction: commit on success, roll back on error (the edge owns it)."""
-    bind = engine if tenant_id is None else tenant_engine(engine, tenant_id)
-    with Session(bind=bind, expire_on_commit=False) as session:
+def _transaction(session: _S) -> Iterator[_S]:
+    with session:
         try:
             yield session
             session.commit()
         except BaseException:
             session.rollback()
             raise
-
-
-def session_schema(session: Session) -> str:
-    """The tenant schema a session is bound to (for the rare raw SQL that must name it)."""
-    translate = session.get_bind().get_execution_options().get("schema_translate_map") or {}
-    schema = translate.get(None)
-    if not schema:
-        raise InvalidTenantId("this session is not bound to a tenant schema")
-    return str(schema)

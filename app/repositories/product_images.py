@@ -6,9 +6,8 @@ from collections.abc import Sequence
 
 from sqlalchemy import Table, delete, select, text
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.orm import Session
 
-from app.core.database import quoted_schema, session_schema
+from app.core.database import TenantSession
 from app.images import Image, RejectedElement, image_to_row, row_to_image
 from app.models import ProductImage, RejectedImageElement
 
@@ -22,15 +21,15 @@ _UPSERT = _insert.on_conflict_do_update(
 )
 
 
-def table_exists(session: Session) -> bool:
+def table_exists(session: TenantSession) -> bool:
     """Whether the tenant's schema has been expanded (read inside the caller's transaction)."""
-    name = f"{quoted_schema(session_schema(session))}.product_images"
+    name = f"{session.quoted_schema}.product_images"
     return bool(
         session.execute(text("SELECT to_regclass(:name) IS NOT NULL"), {"name": name}).scalar_one()
     )
 
 
-def load(session: Session, product_id: int) -> tuple[Image, ...]:
+def load(session: TenantSession, product_id: int) -> tuple[Image, ...]:
     """The product's rows, by order."""
     rows = session.execute(
         select(_images).where(_images.c.product_id == product_id).order_by(_images.c.order)
@@ -38,7 +37,7 @@ def load(session: Session, product_id: int) -> tuple[Image, ...]:
     return tuple(row_to_image(dict(row)) for row in rows)
 
 
-def replace(session: Session, product_id: int, images: Sequence[Image]) -> None:
+def replace(session: TenantSession, product_id: int, images: Sequence[Image]) -> None:
     """Make the product's rows exactly `images` (caller holds the product's row lock)."""
     # (product_id, order) is deferrable: swaps inside this transaction are fine until commit.
     session.execute(text("SET CONSTRAINTS ALL DEFERRED"))
@@ -58,13 +57,13 @@ def replace(session: Session, product_id: int, images: Sequence[Image]) -> None:
     session.execute(_UPSERT, rows)
 
 
-def forget(session: Session, product_id: int) -> None:
+def forget(session: TenantSession, product_id: int) -> None:
     """Drop the product's rows (it counts as not migrated again)."""
     session.execute(delete(_images).where(_images.c.product_id == product_id))
 
 
 def record_rejections(
-    session: Session, product_id: int, rejected: Sequence[RejectedElement], *, found_by: str
+    session: TenantSession, product_id: int, rejected: Sequence[RejectedElement], *, found_by: str
 ) -> None:
     """Keep each legacy element that cannot be an image, with its reason (idempotent)."""
     if not rejected:

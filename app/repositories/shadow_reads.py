@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Table, delete, func, insert, literal, select, text
-from sqlalchemy.orm import Session
 
-from app.core.database import quoted_schema, session_schema
+from app.core.database import TenantSession
 from app.images import Image, image_to_element, row_to_image
 from app.images.differences import Difference
 from app.models import Product, ProductImage, ShadowMismatch
@@ -50,7 +49,7 @@ class SampledMismatch:
 
 
 def read_both(
-    session: Session, product_id: int, *, with_jsonb: bool = True
+    session: TenantSession, product_id: int, *, with_jsonb: bool = True
 ) -> BothRepresentations | None:
     """One statement, hence one snapshot even at READ COMMITTED: a write committed between
     two separate reads cannot show up as a false mismatch. None: no such product.
@@ -81,7 +80,7 @@ def read_both(
 
 
 def record_mismatches(
-    session: Session,
+    session: TenantSession,
     both: BothRepresentations,
     differences: Sequence[Difference],
     *,
@@ -135,7 +134,7 @@ def record_mismatches(
     session.execute(delete(_mismatches).where(_mismatches.c.id < oldest_kept))
 
 
-def sampled(session: Session, *, limit: int = SAMPLE_SIZE) -> list[SampledMismatch]:
+def sampled(session: TenantSession, *, limit: int = SAMPLE_SIZE) -> list[SampledMismatch]:
     """The latest mismatches first."""
     rows = session.execute(
         select(
@@ -151,7 +150,7 @@ def sampled(session: Session, *, limit: int = SAMPLE_SIZE) -> list[SampledMismat
     return [SampledMismatch(*row) for row in rows]
 
 
-def clear_verified(session: Session, reason: str) -> bool:
+def clear_verified(session: TenantSession, reason: str) -> bool:
     """Drift: the tenant is no longer verified (read-table's interlock sends its reads back
     to the JSONB) and its drift generation moves on. True when it was verified until now."""
-    return migration_state.record_drift(session, quoted_schema(session_schema(session)), reason)
+    return migration_state.record_drift(session, session.quoted_schema, reason)

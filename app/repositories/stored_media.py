@@ -9,9 +9,8 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import text
-from sqlalchemy.orm import Session
 
-from app.core.database import quoted_schema, session_schema
+from app.core.database import TenantSession
 
 # Everything that can bring an image URL back, so keeps its object alive (table, text):
 # the JSONB (gone once contracted), the rows, the backups a restore copies back into the
@@ -30,7 +29,7 @@ _KEYS_SEARCHED_IN_SQL = 4
 _KEY_CHARACTERS = re.compile(r"[A-Za-z0-9._/-]*")
 
 
-def lock_objects(session: Session, keys: Collection[str]) -> None:
+def lock_objects(session: TenantSession, keys: Collection[str]) -> None:
     """Take the transaction-level advisory lock of each object (its key names the tenant),
     in hash order so that two holders of several locks cannot deadlock. The attach check
     and every removal take it: a URL is attached and an object removed one after the
@@ -47,13 +46,13 @@ def lock_objects(session: Session, keys: Collection[str]) -> None:
     ).all()
 
 
-def referenced_keys(session: Session, keys: Collection[str]) -> frozenset[str]:
+def referenced_keys(session: TenantSession, keys: Collection[str]) -> frozenset[str]:
     """The keys whose text appears in anything of the tenant that references images (a
     conservative match: any spelling that contains the key keeps it). Every key must be of
     the tenant's own objects (`t<id>/...`, key characters only)."""
     if not keys:
         return frozenset()
-    schema = quoted_schema(session_schema(session))
+    schema = session.quoted_schema
     sources = _present_sources(session, schema)
     if len(keys) <= _KEYS_SEARCHED_IN_SQL:
         found = " OR ".join(
@@ -112,7 +111,7 @@ def _common_prefix(keys: Collection[str]) -> str:
     return prefixes.pop()
 
 
-def _present_sources(session: Session, schema: str) -> list[tuple[str, str]]:
+def _present_sources(session: TenantSession, schema: str) -> list[tuple[str, str]]:
     """The reference sources this schema has (`products.images` is gone once contracted)."""
     present = session.execute(
         text(
@@ -133,25 +132,25 @@ def _present_sources(session: Session, schema: str) -> list[tuple[str, str]]:
 # --- the usage counter ------------------------------------------------------------------
 
 
-def has_usage(session: Session) -> bool:
+def has_usage(session: TenantSession) -> bool:
     """Whether the tenant's schema has its media usage counter (revision 0011)."""
-    name = f"{quoted_schema(session_schema(session))}.media_usage"
+    name = f"{session.quoted_schema}.media_usage"
     return bool(
         session.execute(text("SELECT to_regclass(:name) IS NOT NULL"), {"name": name}).scalar()
     )
 
 
-def usage(session: Session) -> int:
+def usage(session: TenantSession) -> int:
     """The bytes the tenant's stored objects take, as counted."""
-    schema = quoted_schema(session_schema(session))
+    schema = session.quoted_schema
     return int(session.execute(text(f"SELECT bytes FROM {schema}.media_usage")).scalar() or 0)
 
 
-def reserve(session: Session, size: int, *, quota: int) -> bool:
+def reserve(session: TenantSession, size: int, *, quota: int) -> bool:
     """Count `size` more bytes if the total stays within the quota; False (nothing counted)
     otherwise. One statement: concurrent reservations queue on the row, and each sees the
     total the one before it left, so together they never pass the quota."""
-    schema = quoted_schema(session_schema(session))
+    schema = session.quoted_schema
     reserved = session.execute(
         text(
             f"INSERT INTO {schema}.media_usage AS counted (id, bytes) "
@@ -164,19 +163,19 @@ def reserve(session: Session, size: int, *, quota: int) -> bool:
     return reserved is not None
 
 
-def release(session: Session, size: int) -> None:
+def release(session: TenantSession, size: int) -> None:
     """Count `size` bytes fewer (never below zero: the sweep brings it back to the truth)."""
-    schema = quoted_schema(session_schema(session))
+    schema = session.quoted_schema
     session.execute(
         text(f"UPDATE {schema}.media_usage SET bytes = GREATEST(bytes - :size, 0)"),
         {"size": size},
     )
 
 
-def reconcile(session: Session, *, counted_before: int, listed: int) -> int:
+def reconcile(session: TenantSession, *, counted_before: int, listed: int) -> int:
     """Correct the counter by what the storage listing found against what was counted when
     the listing began (reservations and releases made since are kept); the new count."""
-    schema = quoted_schema(session_schema(session))
+    schema = session.quoted_schema
     return int(
         session.execute(
             text(

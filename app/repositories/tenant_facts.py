@@ -5,15 +5,14 @@ with the flags, into the tenant's stage."""
 from __future__ import annotations
 
 from sqlalchemy import text
-from sqlalchemy.orm import Session
 
-from app.core.database import quoted_schema, session_schema
+from app.core.database import TenantSession
 from flags.stages import TenantFacts
 
 
-def tenant_facts(session: Session) -> TenantFacts:
+def tenant_facts(session: TenantSession) -> TenantFacts:
     """Expanded? backfilled? verified? contracted? Read inside the caller's transaction."""
-    schema = quoted_schema(session_schema(session))
+    schema = session.quoted_schema
     present = session.execute(
         text(
             "SELECT to_regclass(:images) IS NOT NULL, to_regclass(:state) IS NOT NULL, "

@@ -3,6 +3,9 @@
 
 No I/O and no clock: everything derives from the seed (dates included), and URLs come from
 the `url_for` callable passed in, so the same arguments always give an equal plan.
+
+Over 300 lines because each dirty shape of the brief's history is one small pure function,
+kept beside the others so that one read shows every shape the seed makes.
 """
 
 from __future__ import annotations

@@ -11,9 +11,8 @@ from datetime import datetime
 
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
-from app.core.database import session_schema, tenant_id_of
+from app.core.database import TenantSession
 from app.core.metrics import (
     DRIFT_FALLBACKS,
     IMAGE_READ_ERRORS,
@@ -56,7 +55,7 @@ class ImageReads:
         self.paths = paths or ImagePaths()
         self.reads = reads  # per-tenant read figures for the console (None: /metrics only)
 
-    def list_images(self, session: Session, *, product_id: int) -> ImageList:
+    def list_images(self, session: TenantSession, *, product_id: int) -> ImageList:
         """Every image of the product, in order, from the tenant's read path (and compared
         with the other representation when the tenant is in shadow mode); timed, and counted
         by origin, failed or not (an unknown product is an answer, not a failure)."""
@@ -76,12 +75,14 @@ class ImageReads:
             if failed:
                 IMAGE_READ_ERRORS.labels(origin=origin.value).inc()
             if self.reads is not None:
-                tenant_id = tenant_id_of(session_schema(session))
+                tenant_id = session.tenant_id
                 self.reads.record(tenant_id, origin, seconds, failed=failed)
         IMAGE_READS.labels(path=listed.read_path.value).inc()
         return listed
 
-    def _read(self, session: Session, product_id: int, shadow: bool, path: ReadPath) -> ImageList:
+    def _read(
+        self, session: TenantSession, product_id: int, shadow: bool, path: ReadPath
+    ) -> ImageList:
         if shadow:
             return self._shadow_read(session, product_id, path)
         product = get_product(session, product_id)
@@ -91,7 +92,7 @@ class ImageReads:
             served_jsonb(product.images, product.id, product.created_at), ReadPath.JSONB
         )
 
-    def compare(self, session: Session, *, product_id: int) -> list[Difference]:
+    def compare(self, session: TenantSession, *, product_id: int) -> list[Difference]:
         """How the product's table rows differ from its JSONB right now (one snapshot)."""
         both = shadow_reads.read_both(session, product_id)
         if both is None:
@@ -107,7 +108,7 @@ class ImageReads:
             is_legacy_source=is_legacy_source(both.source, self.legacy_sources),
         )
 
-    def _shadow_read(self, session: Session, product_id: int, path: ReadPath) -> ImageList:
+    def _shadow_read(self, session: TenantSession, product_id: int, path: ReadPath) -> ImageList:
         """Read both representations in one snapshot, compare, answer from `path`; a
         mismatch is logged, counted and sampled, and while the tenant reads the table it is
         drift: the tenant loses its verified state and this read already comes from the JSONB,
@@ -153,12 +154,12 @@ class ImageReads:
             log.error("images.shadow_record_failed", product=product_id, error=str(exc))
         return served
 
-    def get_product_photos(self, session: Session, *, product_id: int) -> ImageList:
+    def get_product_photos(self, session: TenantSession, *, product_id: int) -> ImageList:
         """The images that may be published: no label, in order."""
         listed = self.list_images(session, product_id=product_id)
         return ImageList(operations.photos(listed.images), listed.read_path)
 
-    def get_label_image(self, session: Session, *, product_id: int) -> Image | None:
+    def get_label_image(self, session: TenantSession, *, product_id: int) -> Image | None:
         """The product's internal price-tag photo, if it has one."""
         return operations.label(self.list_images(session, product_id=product_id).images)
 

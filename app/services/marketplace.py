@@ -7,8 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.orm import Session
-
+from app.core.database import TenantSession
 from app.images import Image
 from app.marketplaces import (
     Exclusion,
@@ -44,7 +43,7 @@ class MarketplaceConverter:
         self.images = images
         self.allow_http = allow_http
 
-    def convert(self, session: Session, *, product_id: int) -> MarketplacePayload:
+    def convert(self, session: TenantSession, *, product_id: int) -> MarketplacePayload:
         """The listing payload for the product; NoPublishablePhoto when none is left."""
         product = get_product(session, product_id)
         return self.from_images(product, self.images.list_images(session, product_id=product_id))

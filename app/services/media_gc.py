@@ -16,9 +16,8 @@ from dataclasses import dataclass
 
 import structlog
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
-from app.core.database import unit_of_work
+from app.core.database import TenantSession, unit_of_work
 from app.core.errors import DomainError
 from app.core.settings import Settings
 from app.images.errors import ImageError, InvalidImageField
@@ -107,7 +106,7 @@ class MediaLifecycle:
 
     # --- attaching a URL --------------------------------------------------------------
 
-    def check_attachable(self, session: Session, tenant_id: int, url: str) -> None:
+    def check_attachable(self, session: TenantSession, url: str) -> None:
         """In the caller's write transaction, before the image is added: a URL naming a
         stored object under `t<id>/` must be the caller's own, written as stored, and
         exist; its lock is held until the caller commits. Other URLs (legacy keys, other
@@ -115,7 +114,7 @@ class MediaLifecycle:
         named = named_object(url, self.url_bases)
         if named is None or named.owner is None:
             return
-        if named.owner != tenant_id:
+        if named.owner != session.tenant_id:
             raise ForeignStoredObject()
         if not named.is_exact:
             raise InvalidImageField(

@@ -1,6 +1,9 @@
 """ProductImageService: every image mutation, dual-written in one transaction under the
 product's row lock; its reads (from the representation the tenant's stage says) are
-app/services/image_reads.py."""
+app/services/image_reads.py.
+
+Over 300 lines because each mutation is a short function around one shared `_mutate` (lock,
+build, dual-write, record): apart, the one transaction's rules would spread."""
 
 from __future__ import annotations
 
@@ -11,9 +14,8 @@ from datetime import datetime
 from uuid import UUID, uuid4
 
 import structlog
-from sqlalchemy.orm import Session
 
-from app.core.database import quoted_schema, session_schema
+from app.core.database import TenantSession
 from app.core.errors import DomainError
 from app.core.metrics import (
     DRIFT_FALLBACKS,
@@ -124,7 +126,7 @@ class ProductImageService(ImageReads):
 
     def add_image(
         self,
-        session: Session,
+        session: TenantSession,
         *,
         product_id: int,
         image_data: NewImage,
@@ -157,7 +159,7 @@ class ProductImageService(ImageReads):
         return _find(images, new.id)
 
     def delete_image(
-        self, session: Session, *, product_id: int, image_id: UUID, now: datetime
+        self, session: TenantSession, *, product_id: int, image_id: UUID, now: datetime
     ) -> Image:
         """Remove one image and return it; the others are renumbered 0..n-1 in their order."""
         removed: list[Image] = []
@@ -169,7 +171,7 @@ class ProductImageService(ImageReads):
         self._mutate(session, product_id, change, now=now)
         return removed[0]
 
-    def image_urls(self, session: Session, *, product_id: int) -> tuple[str, ...]:
+    def image_urls(self, session: TenantSession, *, product_id: int) -> tuple[str, ...]:
         """Every URL the product's images hold, in its JSONB and in its rows, under its row
         lock: what deleting the product takes away (whichever representation is stale)."""
         resolution = self.paths.resolution(session)
@@ -182,7 +184,7 @@ class ProductImageService(ImageReads):
         return tuple(dict.fromkeys(urls))
 
     def reorder_images(
-        self, session: Session, *, product_id: int, new_order: list[UUID], now: datetime
+        self, session: TenantSession, *, product_id: int, new_order: list[UUID], now: datetime
     ) -> tuple[Image, ...]:
         """Put the images in the given order (a permutation of the product's image ids)."""
         return self._mutate(
@@ -190,7 +192,13 @@ class ProductImageService(ImageReads):
         )
 
     def set_label_flag(
-        self, session: Session, *, product_id: int, image_id: UUID, is_label: bool, now: datetime
+        self,
+        session: TenantSession,
+        *,
+        product_id: int,
+        image_id: UUID,
+        is_label: bool,
+        now: datetime,
     ) -> Image:
         """Mark (or unmark) the price-tag photo; at most one per product."""
         images = self._mutate(
@@ -203,7 +211,7 @@ class ProductImageService(ImageReads):
 
     def update_image(
         self,
-        session: Session,
+        session: TenantSession,
         *,
         product_id: int,
         image_id: UUID,
@@ -224,7 +232,7 @@ class ProductImageService(ImageReads):
 
     def enrich_images(
         self,
-        session: Session,
+        session: TenantSession,
         *,
         product_id: int,
         found: Sequence[FoundMetadata],
@@ -271,7 +279,7 @@ class ProductImageService(ImageReads):
     # --- the dual-write ----------------------------------------------------------------
 
     def _mutate(
-        self, session: Session, product_id: int, change: Change, *, now: datetime
+        self, session: TenantSession, product_id: int, change: Change, *, now: datetime
     ) -> tuple[Image, ...]:
         """Lock the product, load its images, apply the pure change, write both representations."""
         started = time.perf_counter()
@@ -305,9 +313,7 @@ class ProductImageService(ImageReads):
         if writes_table:
             product_images.replace(session, product.id, changed)
             if written_outside:  # both equal again, under the product's lock
-                migration_state.forget_changes(
-                    session, quoted_schema(session_schema(session)), [product.id]
-                )
+                migration_state.forget_changes(session, session.quoted_schema, [product.id])
         elif has_table:
             # Dual-write is off (the kill switch): the product's rows would go stale, so they
             # go. Rows are always equal to the JSONB or absent; the backfill brings them back,
@@ -325,7 +331,7 @@ class ProductImageService(ImageReads):
 
     def _current(
         self,
-        session: Session,
+        session: TenantSession,
         product: Product,
         *,
         has_table: bool,

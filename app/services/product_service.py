@@ -7,8 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import exists, func, select
-from sqlalchemy.orm import Session, undefer
+from sqlalchemy.orm import undefer
 
+from app.core.database import TenantSession
 from app.core.errors import DomainError
 from app.models import Product
 from app.repositories.migration_state import CHANGED_PRODUCTS, WRITER_SETTING
@@ -25,7 +26,7 @@ class ProductNotFound(DomainError, LookupError):
         self.product_id = product_id
 
 
-def list_products(session: Session, *, after: int | None, limit: int) -> Sequence[Product]:
+def list_products(session: TenantSession, *, after: int | None, limit: int) -> Sequence[Product]:
     """One page of products by ascending id, starting after the given id (keyset)."""
     query = select(Product).order_by(Product.id).limit(limit)
     if after is not None:
@@ -33,7 +34,7 @@ def list_products(session: Session, *, after: int | None, limit: int) -> Sequenc
     return session.scalars(query).all()
 
 
-def get_product(session: Session, product_id: int) -> Product:
+def get_product(session: TenantSession, product_id: int) -> Product:
     """The product, or ProductNotFound."""
     product = session.get(Product, product_id)
     if product is None:
@@ -42,7 +43,7 @@ def get_product(session: Session, product_id: int) -> Product:
 
 
 def lock_product(
-    session: Session, product_id: int, *, with_images: bool = False, writer: str | None = None
+    session: TenantSession, product_id: int, *, with_images: bool = False, writer: str | None = None
 ) -> Product:
     """The product under its row lock (`SELECT ... FOR UPDATE`), or ProductNotFound; its
     JSONB loaded in the same statement when asked (absent once the tenant is contracted).
@@ -59,7 +60,7 @@ def lock_product(
     return product
 
 
-def lock_for_write(session: Session, product_id: int, *, writer: str) -> tuple[Product, bool]:
+def lock_for_write(session: TenantSession, product_id: int, *, writer: str) -> tuple[Product, bool]:
     """`lock_product(..., with_images=True, writer=writer)`, and in the same statement
     whether the safety net logged the product as written outside the dual-write since its
     rows were last rebuilt (its rows may be stale: the JSONB is the truth)."""
@@ -76,7 +77,7 @@ def lock_for_write(session: Session, product_id: int, *, writer: str) -> tuple[P
     return found[0], bool(found[1])
 
 
-def create_product(session: Session, fields: Mapping[str, Any], *, now: datetime) -> Product:
+def create_product(session: TenantSession, fields: Mapping[str, Any], *, now: datetime) -> Product:
     """Insert a product (no images yet) and return it with its id."""
     # No `images`: its server default fills it, and a contracted tenant has no such column.
     product = Product(**fields, created_at=now, updated_at=now)
@@ -86,7 +87,7 @@ def create_product(session: Session, fields: Mapping[str, Any], *, now: datetime
 
 
 def update_product(
-    session: Session, product_id: int, changes: Mapping[str, Any], *, now: datetime
+    session: TenantSession, product_id: int, changes: Mapping[str, Any], *, now: datetime
 ) -> Product:
     """Apply the given field changes under the product's row lock."""
     product = lock_product(session, product_id)
@@ -97,7 +98,7 @@ def update_product(
     return product
 
 
-def delete_product(session: Session, product_id: int) -> None:
+def delete_product(session: TenantSession, product_id: int) -> None:
     """Delete the product (its image rows go with it: ON DELETE CASCADE)."""
     session.delete(lock_product(session, product_id))
     session.flush()

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from app.core import migrate
-from app.core.database import quoted_schema, session_schema, unit_of_work
+from app.core.database import unit_of_work
 from app.core.errors import DomainError
 from app.models import User
 from app.repositories import migration_state
@@ -49,9 +49,8 @@ def create_tenant(
         session.flush()
     migrate.upgrade(engine, tenant_ids=[user.id])
     if contract:
-        with unit_of_work(engine, user.id) as session:  # no product yet: verified, canonical
-            schema = quoted_schema(session_schema(session))
-            migration_state.mark_new_tenant_verified(session, schema, user.id)
+        with unit_of_work(engine, user.id) as tenant:  # no product yet: verified, canonical
+            migration_state.mark_new_tenant_verified(tenant, tenant.quoted_schema, user.id)
         migrate.contract(engine, tenant_ids=[user.id])
     log.info("tenant.created", tenant=user.id, contracted=contract)
     return user

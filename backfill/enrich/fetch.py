@@ -6,6 +6,9 @@ metadata, a WebP: Pillow reads those whole), a wider range is asked, up to `max_
 Redirects are followed by hand (at most `max_redirects`, within the bases); 429, 5xx,
 timeouts and connection errors are retried with jittered backoff. Nothing here raises for
 I/O: every object ends as `Fetched` or `Failed`.
+
+Over 300 lines because the ranged GET, its widening, the redirects within the bases and the
+retries are one request's life.
 """
 
 from __future__ import annotations

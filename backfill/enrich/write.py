@@ -21,9 +21,8 @@ import structlog
 from sqlalchemy import Engine, delete, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session
 
-from app.core.database import unit_of_work
+from app.core.database import TenantSession, unit_of_work
 from app.models.user.image_metadata_failure import ImageMetadataFailure
 from app.services.product_image_service import FoundMetadata, ProductImageService
 from app.services.product_service import ProductNotFound
@@ -193,7 +192,9 @@ def _is_lock_timeout(exc: DBAPIError) -> bool:
     return getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE
 
 
-def _record_failures(session: Session, failures: Sequence[RecordedFailure], now: datetime) -> None:
+def _record_failures(
+    session: TenantSession, failures: Sequence[RecordedFailure], now: datetime
+) -> None:
     """One upsert for the batch: a new failure row, or one more attempt of a known one."""
     if not failures:
         return
@@ -226,7 +227,7 @@ def _record_failures(session: Session, failures: Sequence[RecordedFailure], now:
     )
 
 
-def _forget_failures(session: Session, image_ids: Sequence[UUID]) -> None:
+def _forget_failures(session: TenantSession, image_ids: Sequence[UUID]) -> None:
     """A filled image's earlier failure goes (a `--retry-failed` success)."""
     if image_ids:
         session.execute(

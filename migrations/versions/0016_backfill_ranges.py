@@ -7,8 +7,9 @@ Create Date: 2026-12-05
 Per tenant (issue 21, item 2: parallel workers within one tenant). `backfill_ranges`: the
 ranges of product ids a run was split into when it began (quantiles of `products.id`,
 computed once, so a resume reuses them), each with its own checkpoint, status, counters and
-worker (backfill/ranges.py). A run row in `backfill_runs` stays the tenant's summary: its
-counters are the sums of its ranges', and it is `done` only when every range is.
+worker (app/repositories/migration_state/runs.py). A run row in `backfill_runs` stays the
+tenant's summary: its counters are the sums of its ranges', and it is `done` only when every
+range is.
 `backfill_runs` may also be `pending`: planned and queued (one job per range) but not begun.
 
 Locks: a new table; the status check of `backfill_runs` (a small table) is replaced by one

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 
 import app.services.image_paths as image_paths
 from app.core.database import unit_of_work
+from app.core.settings import Settings
 from app.services.product_image_service import ProductImageService
 from tests.conftest import bearer
 from tests.images_db import insert_legacy_product
@@ -110,3 +111,18 @@ def test_a_unit_of_work_over_many_products_resolves_once(
     with unit_of_work(engine, tenant) as session:
         service.list_images(session, product_id=products[0])
     assert len(resolutions) == 2
+
+
+def test_the_marketplace_audit_resolves_once_per_chunk_of_products(
+    engine: Engine, tenant: int, settings: Settings, resolutions: list[int]
+) -> None:
+    from app.services.converters import converters
+    from backfill.audit import CHUNK, audit_tenant
+
+    for p in range(3):
+        insert_legacy_product(engine, tenant, [{"url": f"{BASE}/{p}.jpg", "order": 0}])
+    service = ProductImageService(legacy_sources=(), max_images=30, url_bases=(BASE,))
+    allow_http = settings.model_copy(update={"marketplace_allow_http": True})
+    audit = audit_tenant(engine, tenant, service, converters(service, allow_http))
+    assert audit.products == 3 <= CHUNK
+    assert len(resolutions) == 1, "one chunk, one transaction, one stage (the empty end: none)"

@@ -17,7 +17,8 @@ from sqlalchemy import Engine, text
 
 from app.core.settings import PROJECT_ROOT
 from backfill import job_runs
-from backfill.jobs import build_app, enqueue_backfills, enqueue_runs, register_tasks
+from backfill.enqueue import enqueue_backfills, enqueue_runs
+from backfill.jobs import build_app, register_tasks
 from backfill.verify import verify_tenant
 from tests.backfill.test_cli import image_rows, many_products
 from tests.conftest import bearer

@@ -15,9 +15,9 @@ from sqlalchemy import Engine, text
 
 from app.console.state import recent_runs
 from app.core.database import quoted_schema, tenant_schema, unit_of_work
+from app.repositories.migration_state import claims, runs
+from app.repositories.migration_state.runs import RangeRef, bounds
 from app.repositories.tenant_facts import tenant_facts
-from backfill import ranges
-from backfill.ranges import RangeRef, bounds, run_status
 from backfill.runner import RunOptions, TenantBusy, run_tenant
 from backfill.status import tenant_status
 from backfill.verify import verify_tenant
@@ -79,16 +79,16 @@ def is_backfilled(engine: Engine, tenant: int) -> tuple[bool, bool]:
     return status.is_backfilled, facts.is_backfilled
 
 
-def plan_of_two(engine: Engine, tenant: int) -> ranges.Plan:
+def plan_of_two(engine: Engine, tenant: int) -> runs.Plan:
     with engine.connect() as connection:
-        return ranges.start_or_resume(
+        return runs.start_or_resume(
             connection, quoted_schema(tenant_schema(tenant)), parts=2, worker="test"
         )
 
 
 def held_ranges(engine: Engine, tenant: int) -> list[tuple[int, int]]:
     """(range, backend pid) of each range lock held now."""
-    key = ranges.tenant_lock_key(quoted_schema(tenant_schema(tenant)))
+    key = claims.tenant_lock_key(quoted_schema(tenant_schema(tenant)))
     with engine.connect() as connection:
         return [
             (int(r.objid), int(r.pid))
@@ -120,7 +120,7 @@ class MeetAtSecondBatch(Scripted):
         def both_arrived() -> None:
             self.seen["held"] = held_ranges(engine, tenant)
             with engine.connect() as connection:
-                self.seen["live_workers"] = ranges.live_workers(connection, schema)
+                self.seen["live_workers"] = claims.live_workers(connection, schema)
             self.inside.set()
 
         # The timeout only bounds a hang: a worker alone waits for its sibling forever.
@@ -316,9 +316,9 @@ def test_the_split_comes_from_the_keyset_and_a_small_tenant_gets_fewer_ranges(
     many_products(engine, tenant, 100, images_each=1)
     many_products(engine, small, 2, images_each=1)
     with engine.connect() as connection:
-        cut = ranges.split_points(connection, quoted_schema(tenant_schema(tenant)), 4)
-        tiny = ranges.split_points(connection, quoted_schema(tenant_schema(small)), 4)
-        none = ranges.split_points(connection, quoted_schema(tenant_schema(empty)), 4)
+        cut = runs.split_points(connection, quoted_schema(tenant_schema(tenant)), 4)
+        tiny = runs.split_points(connection, quoted_schema(tenant_schema(small)), 4)
+        none = runs.split_points(connection, quoted_schema(tenant_schema(empty)), 4)
         ids = list(
             connection.execute(
                 text(f"SELECT id FROM {tenant_schema(tenant)}.products ORDER BY id")
@@ -329,33 +329,12 @@ def test_the_split_comes_from_the_keyset_and_a_small_tenant_gets_fewer_ranges(
     assert bounds(none) == [(0, None)]
 
 
-def test_ranges_are_cut_at_increasing_points_from_zero_to_no_end() -> None:
-    assert bounds([]) == [(0, None)]
-    assert bounds([10, 20]) == [(0, 10), (10, 20), (20, None)]
-    assert bounds([10, 10, 5]) == [(0, 10), (10, None)], "repeated points are dropped"
-
-
-@pytest.mark.parametrize(
-    ("statuses", "run"),
-    [
-        (["done", "done"], "done"),
-        (["done", "running"], "running"),
-        (["done", "interrupted"], "interrupted"),
-        (["done", "pending"], "interrupted"),
-        (["pending", "pending"], "pending"),
-        (["failed", "running"], "running"),
-        (["failed", "done"], "failed"),
-    ],
-)
-def test_a_run_is_done_only_when_every_range_is(statuses: list[str], run: str) -> None:
-    assert run_status(statuses) == run
-
-
 def test_one_job_per_range_on_a_worker_pool_finishes_the_run_with_each_range_once(
     database_url: str, engine: Engine, tenant: int, tmp_path: Path
 ) -> None:
     from backfill import job_runs
-    from backfill.jobs import build_app, enqueue_backfill_ranges, register_tasks
+    from backfill.enqueue import enqueue_backfill_ranges
+    from backfill.jobs import build_app, register_tasks
     from tests.backfill.test_jobs import job_statuses, real_worker, wait_for_run
 
     many_products(engine, tenant, 400, images_each=2)

@@ -15,7 +15,8 @@ from sqlalchemy import Engine, text
 
 from backfill import job_runs, knobs
 from backfill.contract import list_backups
-from backfill.jobs import build_app, enqueue_runs, register_tasks
+from backfill.enqueue import enqueue_runs
+from backfill.jobs import build_app, register_tasks
 from backfill.tenants import is_contracted
 from backfill.verify import verified_at
 from tests.api.test_read_switch import BASE, migrated_tenant

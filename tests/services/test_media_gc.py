@@ -173,11 +173,11 @@ def test_attaching_another_tenants_object_or_a_missing_one_is_refused(
     theirs = stored(storage, f"t{owner}/p1/a.jpg")
     with unit_of_work(engine, caller) as session:
         with pytest.raises(ForeignStoredObject) as foreign:
-            media.check_attachable(session, caller, theirs)
+            media.check_attachable(session, theirs)
         with pytest.raises(MissingStoredObject) as missing:
-            media.check_attachable(session, caller, f"{BASE}/t{caller}/p1/never.jpg")
-        media.check_attachable(session, caller, f"{BASE}/legacy/a.jpg")  # nobody's: allowed
-        media.check_attachable(session, caller, "http://elsewhere/t1/a.jpg")  # not ours
+            media.check_attachable(session, f"{BASE}/t{caller}/p1/never.jpg")
+        media.check_attachable(session, f"{BASE}/legacy/a.jpg")  # nobody's: allowed
+        media.check_attachable(session, "http://elsewhere/t1/a.jpg")  # not ours
     assert foreign.value.field == missing.value.field == "url"
     assert "another tenant" in foreign.value.message
     assert "no stored object" in missing.value.message
@@ -215,7 +215,7 @@ def test_an_attach_waiting_on_a_removal_finds_the_object_gone(
 
         def attach() -> None:
             with unit_of_work(engine, tenant) as session:
-                media.check_attachable(session, tenant, url)
+                media.check_attachable(session, url)
 
         attaching = pool.submit(attach)
         wait_until(lambda: blocked_on_an_object_lock(engine))
@@ -233,7 +233,7 @@ def test_a_removal_waiting_on_an_attach_keeps_the_object(
     service = ProductImageService(legacy_sources=(), max_images=30, url_bases=(BASE,))
     with ThreadPoolExecutor(1) as pool:
         with unit_of_work(engine, tenant) as attaching:
-            media.check_attachable(attaching, tenant, url)
+            media.check_attachable(attaching, url)
             service.add_image(
                 attaching,
                 product_id=product,

@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from app.api.deps import AdminPrincipal, EngineDep, services_of
 from app.api.errors import ERROR_RESPONSES
-from backfill.jobs import build_app, enqueue_backfills, enqueue_enrichments, register_tasks
+from backfill.enqueue import enqueue_backfills, enqueue_enrichments
+from backfill.jobs import build_app, register_tasks
 from backfill.status import tenant_status
 from backfill.tenants import select_tenants
 

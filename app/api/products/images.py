@@ -1,4 +1,7 @@
-"""`/api/products/{product_id}/images`: read and change a product's images (dual-written)."""
+"""`/api/products/{product_id}/images`: read and change a product's images (dual-written).
+
+Over 300 lines because each route carries its OpenAPI description (responses, examples);
+the logic is in the services."""
 
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from fastapi import (
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from app.api.deps import EngineDep, ServicesDep, TenantId, TenantSession
+from app.api.deps import EngineDep, ServicesDep, TenantId, TenantUnit
 from app.api.errors import ERROR_RESPONSES
 from app.api.products.schemas import NoNul, ProductIdPath
 from app.core.security import now_utc
@@ -150,7 +153,7 @@ def _listed(listed: ImageList, response: Response) -> ImagesOut:
 
 @router.get("", response_model=ImagesOut, responses={200: {"headers": _READ_HEADERS}})
 def list_images(
-    product_id: ProductIdPath, session: TenantSession, images: Images, response: Response
+    product_id: ProductIdPath, session: TenantUnit, images: Images, response: Response
 ) -> ImagesOut:
     """Every image of the product, ordered."""
     return _listed(images.list_images(session, product_id=product_id), response)
@@ -158,14 +161,14 @@ def list_images(
 
 @router.get("/photos", response_model=ImagesOut, responses={200: {"headers": _READ_HEADERS}})
 def list_photos(
-    product_id: ProductIdPath, session: TenantSession, images: Images, response: Response
+    product_id: ProductIdPath, session: TenantUnit, images: Images, response: Response
 ) -> ImagesOut:
     """The publishable photos: every image but the label, ordered."""
     return _listed(images.get_product_photos(session, product_id=product_id), response)
 
 
 @router.get("/label", response_model=ImageOut)
-def get_label(product_id: ProductIdPath, session: TenantSession, images: Images) -> ImageOut:
+def get_label(product_id: ProductIdPath, session: TenantUnit, images: Images) -> ImageOut:
     """The product's price-tag photo; 404 when it has none."""
     label = images.get_label_image(session, product_id=product_id)
     if label is None:
@@ -187,8 +190,7 @@ def get_label(product_id: ProductIdPath, session: TenantSession, images: Images)
 def add_image(
     product_id: ProductIdPath,
     body: ImageAdd,
-    tenant_id: TenantId,
-    session: TenantSession,
+    session: TenantUnit,
     images: Images,
     media: Media,
 ) -> ImageOut:
@@ -196,7 +198,7 @@ def add_image(
     url = images.check_url(body.url)
     get_product(session, product_id)  # 404 before judging the URL
     # Holds the object's lock until this request commits: a removal waits, then sees it.
-    media.check_attachable(session, tenant_id, url)
+    media.check_attachable(session, url)
     image = images.add_image(
         session,
         product_id=product_id,
@@ -225,7 +227,7 @@ async def upload_image(
     product_id: ProductIdPath,
     tenant_id: TenantId,
     engine: EngineDep,
-    session: TenantSession,
+    session: TenantUnit,
     images: Images,
     files: Files,
     media: Media,
@@ -284,7 +286,7 @@ def patch_image(
     product_id: ProductIdPath,
     image_id: UUID,
     body: ImagePatch,
-    session: TenantSession,
+    session: TenantUnit,
     images: Images,
 ) -> ImageOut:
     """Set or clear the label flag (one per product), change alt text and tags."""
@@ -305,9 +307,8 @@ def patch_image(
 def delete_image(
     product_id: ProductIdPath,
     image_id: UUID,
-    tenant_id: TenantId,
     engine: EngineDep,
-    session: TenantSession,
+    session: TenantUnit,
     images: Images,
     media: Media,
     background: BackgroundTasks,
@@ -316,14 +317,14 @@ def delete_image(
     goes too once nothing references it."""
     removed = images.delete_image(session, product_id=product_id, image_id=image_id, now=now_utc())
     # Background tasks run after the response is sent, so after this request's commit
-    # (TenantSession commits when the route returns): the check sees the image gone.
-    background.add_task(media.remove_unreferenced, engine, tenant_id, [removed.url])
+    # (TenantUnit commits when the route returns): the check sees the image gone.
+    background.add_task(media.remove_unreferenced, engine, session.tenant_id, [removed.url])
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.put("/order", response_model=ImagesOut)
 def reorder_images(
-    product_id: ProductIdPath, body: ImageOrder, session: TenantSession, images: Images
+    product_id: ProductIdPath, body: ImageOrder, session: TenantUnit, images: Images
 ) -> ImagesOut:
     """Reorder by a permutation of the product's image ids."""
     reordered = images.reorder_images(

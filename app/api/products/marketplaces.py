@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
-from app.api.deps import TenantSession, services_of
+from app.api.deps import TenantUnit, services_of
 from app.api.errors import ERROR_RESPONSES
 from app.api.products.images import READ_PATH_HEADER
 from app.api.products.schemas import ErrorOut, ProductIdPath
@@ -55,7 +55,7 @@ class MarketplacePayloadOut(BaseModel):
 def marketplace_payload(
     product_id: ProductIdPath,
     marketplace: Marketplace,
-    session: TenantSession,
+    session: TenantUnit,
     request: Request,
     response: Response,
 ) -> MarketplacePayloadOut:

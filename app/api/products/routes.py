@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Query, Response, status
 
-from app.api.deps import EngineDep, TenantId, TenantSession
+from app.api.deps import EngineDep, TenantUnit
 from app.api.errors import ERROR_RESPONSES
 from app.api.products.images import Images, Media
 from app.api.products.schemas import (
@@ -25,7 +25,7 @@ router = APIRouter(prefix="/api/products", tags=["products"], responses=ERROR_RE
 
 @router.get("", response_model=ProductPage)
 def list_products(
-    session: TenantSession,
+    session: TenantUnit,
     after: Annotated[int | None, Query(ge=0, le=MAX_BIGINT)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> ProductPage:
@@ -37,21 +37,21 @@ def list_products(
 
 
 @router.post("", response_model=ProductOut, status_code=status.HTTP_201_CREATED)
-def create_product(body: ProductCreate, session: TenantSession) -> ProductOut:
+def create_product(body: ProductCreate, session: TenantUnit) -> ProductOut:
     """Create a product."""
     product = product_service.create_product(session, body.model_dump(), now=now_utc())
     return ProductOut.model_validate(product)
 
 
 @router.get("/{product_id}", response_model=ProductOut)
-def get_product(product_id: ProductIdPath, session: TenantSession) -> ProductOut:
+def get_product(product_id: ProductIdPath, session: TenantUnit) -> ProductOut:
     """One product of the caller's tenant."""
     return ProductOut.model_validate(product_service.get_product(session, product_id))
 
 
 @router.patch("/{product_id}", response_model=ProductOut)
 def update_product(
-    product_id: ProductIdPath, body: ProductUpdate, session: TenantSession
+    product_id: ProductIdPath, body: ProductUpdate, session: TenantUnit
 ) -> ProductOut:
     """Change the given fields."""
     changes = body.model_dump(exclude_unset=True)
@@ -62,9 +62,8 @@ def update_product(
 @router.delete("/{product_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_product(
     product_id: ProductIdPath,
-    tenant_id: TenantId,
     engine: EngineDep,
-    session: TenantSession,
+    session: TenantUnit,
     images: Images,
     media: Media,
     background: BackgroundTasks,
@@ -74,5 +73,5 @@ def delete_product(
     urls = images.image_urls(session, product_id=product_id)
     product_service.delete_product(session, product_id)
     # Runs after the response is sent, so after this request's commit (see delete_image).
-    background.add_task(media.remove_unreferenced, engine, tenant_id, urls)
+    background.add_task(media.remove_unreferenced, engine, session.tenant_id, urls)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

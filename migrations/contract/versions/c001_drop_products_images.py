@@ -27,7 +27,6 @@ from the table) and a rerun resumes from it.
 from collections.abc import Sequence
 
 from alembic import op
-from sqlalchemy import text
 
 from app.repositories import migration_state
 from backfill.contract import check_contract
@@ -53,12 +52,7 @@ def upgrade() -> None:
     # The safety net's triggers watch the column: they go with it, and come back with it.
     migration_state.remove_triggers(bind, schema)
     op.drop_column("products", "images")
-    bind.execute(
-        text(
-            f"UPDATE {schema}.image_migration_state SET contracted_at = now(), "
-            "updated_at = now() WHERE id = 1"
-        )
-    )
+    migration_state.mark_contracted(bind, schema, contracted=True)
 
 
 @tenant_schema

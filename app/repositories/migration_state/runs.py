@@ -1,19 +1,18 @@
-"""A tenant's backfill run split into key ranges (`backfill_ranges`, revision 0016): the split
-(quantiles of `products.id`, computed once when the run begins and stored, so a resume
-reuses it), the claim of a range by one worker (a session advisory lock per range), and the
-roll-up of the ranges into the run row that `backfill status`, the console and the stage
-facts read (its counters are the ranges' sums; it is `done` only when every range is).
+"""A tenant's backfill run (`backfill_runs`) split into key ranges (`backfill_ranges`,
+revision 0016): the split (quantiles of `products.id`, computed once when the run begins and
+stored, so a resume reuses it), a range's progress written with its batches, and the roll-up
+of the ranges into the run row that `backfill status`, the console and the stage facts read
+(its counters are the ranges' sums; it is `done` only when every range is). A run is planned
+under a transaction lock, so two workers starting at once agree on one run and its ranges.
+Which worker works which range: claims.py; the products a range came back for: deferred.py.
 
-Lock keys: `backfill:{schema}` in the one-bigint space is the tenant's, held shared by every
-worker of the tenant (an older runner took it exclusive: the two never mix); the pair
-(hashtext(that key), range number) in the two-int space is the range's, held by the one
-worker working it. A run is planned under a transaction lock, so two workers starting at
-once agree on one run and its ranges.
+Over 300 lines because the roll-up's SQL and the range progress it sums stay together: a
+counter added to one is added to the other.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
@@ -60,11 +59,6 @@ class RangeRef:
 
     run_id: int
     range_no: int
-
-
-def tenant_lock_key(schema: str) -> str:
-    """The tenant's advisory lock key (the quoted schema, as the runner always named it)."""
-    return f"backfill:{schema}"
 
 
 def bounds(split_points: Sequence[int]) -> list[tuple[int, int | None]]:
@@ -203,95 +197,6 @@ def _insert_ranges(
         )
 
 
-def claim(
-    connection: Connection,
-    schema: str,
-    plan: Plan,
-    *,
-    worker: str,
-    only: int | None = None,
-    skip: Collection[int] = (),
-) -> tuple[KeyRange | None, bool]:
-    """Take the first unfinished range no other worker holds (or range `only`), except those
-    in `skip` (taken before by this call), marked running under this connection's session
-    lock: (the range or None, whether some unfinished range was held by another worker)."""
-    held_elsewhere = False
-    for candidate in plan.ranges:
-        if only is not None and candidate.range_no != only:
-            continue
-        if candidate.is_done or candidate.range_no in skip:
-            continue
-        got = connection.execute(
-            text("SELECT pg_try_advisory_lock(hashtext(:key), :no)"),
-            {"key": tenant_lock_key(schema), "no": candidate.range_no},
-        ).scalar_one()
-        connection.commit()
-        if not got:
-            held_elsewhere = True
-            continue
-        current = _claimed(connection, schema, candidate, worker)
-        if current is not None:
-            return current, held_elsewhere
-        release(connection, schema, candidate)  # finished meanwhile by the worker before
-    return None, held_elsewhere
-
-
-def _claimed(
-    connection: Connection, schema: str, candidate: KeyRange, worker: str
-) -> KeyRange | None:
-    if candidate.run_id == 0:  # a dry run's range
-        return candidate
-    with connection.begin():
-        row = connection.execute(
-            text(
-                f"UPDATE {schema}.backfill_ranges SET status = 'running', worker = :worker, "
-                "error = NULL, started_at = coalesce(started_at, now()), updated_at = now() "
-                "WHERE run_id = :run AND range_no = :no AND status <> 'done' "
-                "RETURNING checkpoint"
-            ),
-            {"run": candidate.run_id, "no": candidate.range_no, "worker": worker},
-        ).first()
-        if row is None:
-            return None
-        connection.execute(
-            text(f"UPDATE {schema}.backfill_runs SET worker = :worker WHERE id = :run"),
-            {"run": candidate.run_id, "worker": worker},
-        )
-        roll_up(connection, schema, candidate.run_id)
-    return KeyRange(
-        candidate.run_id,
-        candidate.range_no,
-        candidate.lower,
-        candidate.upper,
-        int(row.checkpoint),
-        "running",
-    )
-
-
-def release(connection: Connection, schema: str, part: KeyRange) -> None:
-    """Let another worker take the range."""
-    connection.execute(
-        text("SELECT pg_advisory_unlock(hashtext(:key), :no)"),
-        {"key": tenant_lock_key(schema), "no": part.range_no},
-    )
-    connection.commit()
-
-
-def live_workers(connection: Connection, schema: str) -> int:
-    """How many workers hold one of the tenant's ranges now (at least this one): a rate is
-    the tenant's, each worker keeps its share. A dead worker's lock went with its session."""
-    count = connection.execute(
-        text(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
-            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-            "AND objsubid = 2 AND classid = CAST(hashtext(:key) AS oid)"
-        ),
-        {"key": tenant_lock_key(schema)},
-    ).scalar_one()
-    connection.commit()
-    return max(1, int(count))
-
-
 def roll_up(connection: Connection, schema: str, run_id: int) -> str:
     """Write the run row from its ranges (inside the caller's transaction); its status.
 
@@ -366,3 +271,96 @@ def products_left(connection: Connection, schema: str, part: KeyRange) -> int:
             {"checkpoint": part.checkpoint, "last": part.last_id},
         ).scalar_one()
     )
+
+
+# --- a range's progress, written with its batches ---------------------------------------------
+
+
+def record_batch(
+    connection: Connection,
+    schema: str,
+    part: KeyRange,
+    *,
+    ids: Sequence[int],
+    checkpoint: int,
+    inserted: int,
+    rejected: int,
+    size: int,
+    lock_timeouts: int,
+) -> None:
+    """A batch's progress, in the batch's own transaction (committed with its rows: after a
+    crash, the checkpoint never runs ahead of them). The range's row only (its worker's
+    alone): the run row is rolled up outside the batch, so two workers' batches never wait
+    for each other on it."""
+    connection.execute(
+        text(
+            f"UPDATE {schema}.backfill_ranges SET checkpoint = :checkpoint, "
+            "products_scanned = products_scanned + :scanned, "
+            "images_inserted = images_inserted + :inserted, rejected = rejected + :rejected, "
+            "batches = batches + 1, batch_size = :size, lock_timeouts = :lock_timeouts, "
+            "updated_at = now() WHERE run_id = :run AND range_no = :no"
+        ),
+        {
+            "checkpoint": checkpoint,
+            "scanned": len(ids),
+            "inserted": inserted,
+            "rejected": rejected,
+            "size": size,
+            "lock_timeouts": lock_timeouts,
+            "run": part.run_id,
+            "no": part.range_no,
+        },
+    )
+
+
+def finish_range(
+    connection: Connection,
+    schema: str,
+    part: KeyRange,
+    *,
+    status: str,
+    error: str | None,
+    lock_timeouts: int,
+) -> str:
+    """The range ends (done, interrupted or failed), rolled up into its run in the caller's
+    transaction; the run's status."""
+    connection.execute(
+        text(
+            f"UPDATE {schema}.backfill_ranges SET status = :status, error = :error, "
+            "lock_timeouts = :lock_timeouts, updated_at = now(), "
+            "finished_at = CASE WHEN :status IN ('done', 'failed') THEN now() END "
+            "WHERE run_id = :run AND range_no = :no"
+        ),
+        {
+            "status": status,
+            "error": error,
+            "lock_timeouts": lock_timeouts,
+            "run": part.run_id,
+            "no": part.range_no,
+        },
+    )
+    return roll_up(connection, schema, part.run_id)
+
+
+def status_of_run(connection: Connection, schema: str, run_id: int) -> str:
+    """A run's status as its ranges' roll-ups left it."""
+    return str(
+        connection.execute(
+            text(f"SELECT status FROM {schema}.backfill_runs WHERE id = :id"), {"id": run_id}
+        ).scalar_one()
+    )
+
+
+def recent(connection: Connection, schema: str, limit: int = 10) -> list[dict[str, object]]:
+    """The tenant's latest runs, newest first, as the console lists them."""
+    return [
+        dict(row)
+        for row in connection.execute(
+            text(
+                "SELECT id, status, worker, products_scanned, images_inserted, rejected, "
+                "deferred, batches, started_at, finished_at, error "
+                f"FROM {schema}.backfill_runs ORDER BY id DESC LIMIT :n"
+            ),
+            {"n": limit},
+        ).mappings()
+    ]

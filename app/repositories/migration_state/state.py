@@ -1,11 +1,16 @@
-"""The per-tenant migration state that guards the switch: the verified state, the drift that
-clears it, and the log of products written outside the dual-write (the safety net).
+"""The per-tenant migration state that guards the switch (`image_migration_state`): the
+verified state, the drift that clears it, the canonical and contracted stamps, and the log of
+products written outside the dual-write (the safety net).
 
-Every write of `verified_at`, `drift_found_at` and `drift_generation` goes through here (or
-through the safety net's trigger function, backfill/sql/safety_net.sql, which does the same
-as `record_drift`). The rule that makes verify safe against writes racing it: marking a
-tenant verified is a compare-and-set on `drift_generation`, which every drift moves on in
-the drifting transaction itself (see `mark_verified`).
+Every write of `verified_at`, `drift_found_at`, `drift_generation`, `canonical_at` and
+`contracted_at` goes through here (or through the safety net's trigger function,
+backfill/sql/safety_net.sql, which does the same as `record_drift`). The rule that makes
+verify safe against writes racing it: marking a tenant verified is a compare-and-set on
+`drift_generation`, which every drift moves on in the drifting transaction itself (see
+`mark_verified`).
+
+Over 300 lines because the safety net's triggers, the drift and the compare-and-set are one
+protocol (every drift moves the generation the compare-and-set reads).
 """
 
 from __future__ import annotations
@@ -212,6 +217,53 @@ def record_failed_verification(bind: Bind, schema: str, summary: str) -> None:
             "WHERE id = 1"
         ),
         {"summary": summary},
+    )
+
+
+def verified_at(bind: Bind, schema: str, *, hold: bool = False) -> datetime | None:
+    """When the tenant was last verified clean (None: not verified now). `hold`: FOR SHARE,
+    so a write that would clear it (a drift takes the row FOR UPDATE first) waits for the
+    caller's transaction."""
+    lock = " FOR SHARE" if hold else ""
+    value = bind.execute(
+        text(f"SELECT verified_at FROM {schema}.image_migration_state WHERE id = 1{lock}")
+    ).scalar()
+    return value if isinstance(value, datetime) else None
+
+
+def is_verified(bind: Bind, schema: str, *, hold: bool = False) -> bool:
+    """Whether the tenant is verified now (`hold`: as in `verified_at`)."""
+    return verified_at(bind, schema, hold=hold) is not None
+
+
+def mark_canonical(bind: Bind, schema: str) -> None:
+    """Every product's JSONB is what its rows rebuild (canonicalize found none left)."""
+    bind.execute(
+        text(
+            f"UPDATE {schema}.image_migration_state SET canonical_at = now(), "
+            "updated_at = now() WHERE id = 1"
+        )
+    )
+
+
+def clear_canonical(bind: Bind, schema: str) -> None:
+    """The JSONB may hold bytes the rows do not rebuild again (a backup restored)."""
+    bind.execute(
+        text(
+            f"UPDATE {schema}.image_migration_state SET canonical_at = NULL, "
+            "updated_at = now() WHERE id = 1"
+        )
+    )
+
+
+def mark_contracted(bind: Bind, schema: str, *, contracted: bool) -> None:
+    """`products.images` dropped (the contract revision) or back (its downgrade)."""
+    stamp = "now()" if contracted else "NULL"
+    bind.execute(
+        text(
+            f"UPDATE {schema}.image_migration_state SET contracted_at = {stamp}, "
+            "updated_at = now() WHERE id = 1"
+        )
     )
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image as PillowImage
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 
 import app.services.image_paths as image_paths
 from app.core.database import unit_of_work
@@ -123,6 +123,17 @@ def test_the_marketplace_audit_resolves_once_per_chunk_of_products(
         insert_legacy_product(engine, tenant, [{"url": f"{BASE}/{p}.jpg", "order": 0}])
     service = ProductImageService(legacy_sources=(), max_images=30, url_bases=(BASE,))
     allow_http = settings.model_copy(update={"marketplace_allow_http": True})
-    audit = audit_tenant(engine, tenant, service, converters(service, allow_http))
+    facts_queries: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "verified_at IS NOT NULL FROM" in statement:  # tenant_facts, whoever calls it
+            facts_queries.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        audit = audit_tenant(engine, tenant, service, converters(service, allow_http))
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
     assert audit.products == 3 <= CHUNK
     assert len(resolutions) == 1, "one chunk, one transaction, one stage (the empty end: none)"
+    assert len(facts_queries) == 1, "the tenant's facts read once, by any path"

@@ -61,9 +61,15 @@ def test_a_refresh_brings_the_backup_up_to_the_products_written_since(
     new = insert_legacy_product(engine, tenant, [{"url": "c.jpg"}, {"url": "d.jpg"}])
     with engine.begin() as connection:
         connection.execute(text(f"DELETE FROM {schema}.products WHERE id = :id"), {"id": gone})
+        # Changed behind the refresh's back without touching updated_at: not re-copied.
+        connection.execute(
+            text(f"UPDATE {schema}.products SET images = '[]' WHERE id = :id"), {"id": kept}
+        )
         refreshed = backups.refresh(connection, schema, taken, since=since)
     assert (refreshed.id, refreshed.products, refreshed.elements) == (taken.id, 2, 3)
-    assert set(backed_up(engine, schema, taken.id)) == {kept, new}
+    copies = backed_up(engine, schema, taken.id)
+    assert set(copies) == {kept, new}
+    assert copies[kept] != "[]", "only products written since `since` are copied again"
 
 
 def test_a_dropped_backup_is_gone_and_dropping_it_again_says_so(

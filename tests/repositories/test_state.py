@@ -65,10 +65,10 @@ def test_a_held_verified_state_makes_a_drift_wait(engine: Engine, tenant: int) -
 def test_the_canonical_and_contracted_stamps(engine: Engine, tenant: int) -> None:
     schema = quoted_schema(tenant_schema(tenant))
     with engine.begin() as connection:
-        migration_state.clear_canonical(connection, schema)
-        migration_state.mark_contracted(connection, schema, contracted=True)
-    assert stamps(engine, schema) == (False, True)
-    with engine.begin() as connection:
         migration_state.mark_canonical(connection, schema)
+        migration_state.mark_contracted(connection, schema, contracted=True)
+    assert stamps(engine, schema) == (True, True)
+    with engine.begin() as connection:
+        migration_state.clear_canonical(connection, schema)
         migration_state.mark_contracted(connection, schema, contracted=False)
-    assert stamps(engine, schema) == (True, False)
+    assert stamps(engine, schema) == (False, False)

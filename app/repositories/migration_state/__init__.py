@@ -12,8 +12,10 @@ these tables.
   products a range moved past and comes back for.
 - `backups` (`image_backups`, `image_backup_rows`): the copies of `products.images`.
 
-Reads that join these tables with the catalogue for a report (`backfill status`) stay with
-that report; they write nothing.
+Outside it, on purpose: reads that join these tables with the catalogue for a report
+(`backfill status`, `tenant_facts`); the safety net's trigger function (SQL, in
+backfill/sql/safety_net.sql); and the migrations that create the tables (revision 0004
+inserts the one state row, revision 0016's downgrade marks unfinished runs interrupted).
 """
 
 from app.repositories.migration_state import backups, claims, deferred, runs
